@@ -1,0 +1,142 @@
+"""The Stable Audio diffusion transformer (DiT).
+
+Latents ``x`` (B, io_channels, T) become T tokens; the timestep embedding plus the projected global
+conditioning is prepended as one extra token (sequence T + 1); every block cross-attends to the projected
+conditioning tokens. Output is a velocity of the same shape as ``x``. Matches stable-audio-tools'
+``DiffusionTransformer`` with ``global_cond_type="prepend"`` and ``transformer_type="continuous_transformer"``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from arc.models.transformer import TransformerBlock, rotary_frequencies
+
+
+class FourierFeatures(nn.Module):
+    """``[cos(2 pi t W), sin(2 pi t W)]`` with a fixed random ``W`` of shape (out_features // 2, 1)."""
+
+    def __init__(self, out_features: int = 256):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_features // 2, 1))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        f = 2 * math.pi * t[:, None] @ self.weight.T  # (B, out_features // 2)
+        return torch.cat([f.cos(), f.sin()], dim=-1)
+
+
+def _projection(dim_in: int, dim_out: int, bias: bool) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(dim_in, dim_out, bias=bias), nn.SiLU(), nn.Linear(dim_out, dim_out, bias=bias))
+
+
+class DiffusionTransformer(nn.Module):
+    """Stable Audio DiT.
+
+    Args:
+        io_channels: latent channels in and out.
+        embed_dim: transformer width.
+        depth: number of blocks.
+        num_heads: attention heads (head dim = embed_dim // num_heads).
+        cond_token_dim: width of the cross-attention conditioning tokens.
+        global_cond_dim: width of the global conditioning vector (0 for none).
+        project_cond_tokens: project the tokens to ``embed_dim`` (SAO Small) instead of keeping their width
+            (SAO 1.0, whose cross-attention then has ``cond_token_dim // head_dim`` key/value heads).
+        project_global_cond: project the global vector to ``embed_dim`` (must be true: it is added to the
+            timestep embedding); kept as an argument because it is part of the official config.
+        qk_norm: LayerNorm on queries and keys per head (SAO Small).
+        timestep_features_dim: Fourier features of the timestep.
+    """
+
+    def __init__(
+        self,
+        io_channels: int = 64,
+        embed_dim: int = 1024,
+        depth: int = 16,
+        num_heads: int = 8,
+        cond_token_dim: int = 768,
+        global_cond_dim: int = 768,
+        project_cond_tokens: bool = True,
+        project_global_cond: bool = True,
+        qk_norm: bool = True,
+        timestep_features_dim: int = 256,
+    ):
+        super().__init__()
+        if embed_dim % num_heads:
+            raise ValueError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
+        if not project_global_cond:
+            raise ValueError("project_global_cond=False is not supported: the global token must have width embed_dim")
+        if cond_token_dim <= 0:
+            raise ValueError(f"cond_token_dim must be positive (text conditioning), got {cond_token_dim}")
+        self.io_channels = io_channels
+        self.embed_dim = embed_dim
+        self.depth = depth
+        self.head_dim = embed_dim // num_heads
+        # Stable Audio rotates max(head_dim // 2, 32) channels of each head.
+        self.rotary_dim = max(self.head_dim // 2, 32)
+
+        self.timestep_features = FourierFeatures(timestep_features_dim)
+        self.to_timestep_embed = _projection(timestep_features_dim, embed_dim, bias=True)
+        context_dim = embed_dim if project_cond_tokens else cond_token_dim
+        self.to_cond_embed = _projection(cond_token_dim, context_dim, bias=False)
+        self.to_global_embed = _projection(global_cond_dim, embed_dim, bias=False) if global_cond_dim > 0 else None
+
+        self.preprocess_conv = nn.Conv1d(io_channels, io_channels, 1, bias=False)
+        self.project_in = nn.Linear(io_channels, embed_dim, bias=False)
+        self.layers = nn.ModuleList(
+            TransformerBlock(embed_dim, self.head_dim, context_dim=context_dim, qk_norm=qk_norm) for _ in range(depth)
+        )
+        self.project_out = nn.Linear(embed_dim, io_channels, bias=False)
+        self.postprocess_conv = nn.Conv1d(io_channels, io_channels, 1, bias=False)
+        self._zero_init_residual_outputs()
+
+    def _zero_init_residual_outputs(self) -> None:
+        # Stable Audio starts every residual branch and the 1x1 pre/post convs at zero.
+        nn.init.zeros_(self.preprocess_conv.weight)
+        nn.init.zeros_(self.postprocess_conv.weight)
+        for block in self.layers:
+            nn.init.zeros_(block.self_attn.to_out.weight)
+            nn.init.zeros_(block.cross_attn.to_out.weight)
+            nn.init.zeros_(block.ff.proj_out.weight)
+            nn.init.zeros_(block.ff.proj_out.bias)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        cross_attn_cond: torch.Tensor,
+        global_cond: torch.Tensor | None = None,
+        exit_layer: int | None = None,
+    ) -> torch.Tensor:
+        """Velocity ``(B, io_channels, T)``; with ``exit_layer=i``, the hidden states ``(B, T + 1, embed_dim)``
+        after block ``i`` (0-based; the prepended global token is included, at position 0).
+
+        ``cross_attn_cond`` is (B, S, cond_token_dim), ``global_cond`` (B, global_cond_dim), ``t`` (B,).
+        No cross-attention mask is applied: padded tokens arrive as zero vectors, as in Stable Audio.
+        """
+        if exit_layer is not None and not 0 <= exit_layer < self.depth:
+            raise ValueError(f"exit_layer must be in [0, {self.depth - 1}], got {exit_layer}")
+        if (global_cond is None) != (self.to_global_embed is None):
+            raise ValueError("global_cond must be given exactly when the model has global_cond_dim > 0")
+        B, C, T = x.shape
+        if self.io_channels != C:
+            raise ValueError(f"expected {self.io_channels} latent channels, got input of shape {tuple(x.shape)}")
+
+        context = self.to_cond_embed(cross_attn_cond)  # (B, S, context_dim)
+        global_token = self.to_timestep_embed(self.timestep_features(t.to(x.dtype)))  # (B, embed_dim)
+        if global_cond is not None:
+            global_token = global_token + self.to_global_embed(global_cond)
+
+        x = self.preprocess_conv(x) + x
+        h = self.project_in(x.transpose(1, 2))  # (B, T, embed_dim)
+        h = torch.cat([global_token[:, None], h], dim=1)  # (B, T + 1, embed_dim)
+        rotary = rotary_frequencies(T + 1, self.rotary_dim, device=x.device)
+        for i, block in enumerate(self.layers):
+            h = block(h, context, rotary)
+            if i == exit_layer:
+                return h
+
+        out = self.project_out(h[:, 1:]).transpose(1, 2)  # (B, io_channels, T)
+        return self.postprocess_conv(out) + out

@@ -1,0 +1,114 @@
+"""Pretransforms: the fixed map between audio (B, audio_channels, N) and latents (B, latent_channels, N // ratio).
+
+``OobleckPretransform`` wraps diffusers' ``AutoencoderOobleck`` (the Stable Audio VAE);
+``PatchPretransform`` folds the waveform into channels, an exact inverse for the tiny / tones model.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import AutoencoderOobleck
+from torch import nn
+
+
+class Pretransform(nn.Module):
+    """Interface: ``encode(audio) -> latents``, ``decode(latents) -> audio`` and the four numbers below."""
+
+    sample_rate: int
+    audio_channels: int
+    latent_channels: int
+    downsampling_ratio: int
+
+    def encode(self, audio: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def check_audio(self, audio: torch.Tensor) -> None:
+        if audio.ndim != 3 or audio.shape[1] != self.audio_channels:
+            raise ValueError(f"expected audio (B, {self.audio_channels}, N), got shape {tuple(audio.shape)}")
+        if audio.shape[-1] % self.downsampling_ratio:
+            raise ValueError(
+                f"audio length {audio.shape[-1]} is not a multiple of the downsampling ratio {self.downsampling_ratio}"
+            )
+
+    def check_latents(self, latents: torch.Tensor) -> None:
+        if latents.ndim != 3 or latents.shape[1] != self.latent_channels:
+            raise ValueError(f"expected latents (B, {self.latent_channels}, T), got shape {tuple(latents.shape)}")
+
+
+class PatchPretransform(Pretransform):
+    """(B, C, N) -> (B, C * patch_size, N // patch_size): sample ``n`` of channel ``c`` goes to channel
+    ``c * patch_size + n % patch_size`` of frame ``n // patch_size``. Exactly invertible, no parameters."""
+
+    def __init__(self, sample_rate: int, audio_channels: int = 2, patch_size: int = 32):
+        super().__init__()
+        self.sample_rate = sample_rate
+        self.audio_channels = audio_channels
+        self.latent_channels = audio_channels * patch_size
+        self.downsampling_ratio = patch_size
+
+    def encode(self, audio: torch.Tensor) -> torch.Tensor:
+        self.check_audio(audio)
+        B, C, N = audio.shape
+        p = self.downsampling_ratio
+        return audio.reshape(B, C, N // p, p).permute(0, 1, 3, 2).reshape(B, C * p, N // p)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        self.check_latents(latents)
+        B, _, T = latents.shape
+        p = self.downsampling_ratio
+        return latents.reshape(B, self.audio_channels, p, T).permute(0, 1, 3, 2).reshape(B, self.audio_channels, T * p)
+
+
+def oobleck_vae(
+    channels: int = 128,
+    c_mults: tuple[int, ...] = (1, 2, 4, 8, 16),
+    strides: tuple[int, ...] = (2, 4, 4, 8, 8),
+    latent_dim: int = 64,
+    audio_channels: int = 2,
+    sample_rate: int = 44100,
+) -> AutoencoderOobleck:
+    """The Oobleck VAE of Stable Audio Open (1.0 and Small share it), in the stable-audio-tools config's terms."""
+    if channels != 2 * latent_dim:
+        # diffusers ties the encoder's output width (mean and scale) to its base width
+        raise ValueError(f"AutoencoderOobleck needs channels == 2 * latent_dim, got {channels} and {latent_dim}")
+    return AutoencoderOobleck(
+        encoder_hidden_size=channels,
+        downsampling_ratios=list(strides),
+        channel_multiples=list(c_mults),
+        decoder_channels=channels,
+        decoder_input_channels=latent_dim,
+        audio_channels=audio_channels,
+        sampling_rate=sample_rate,
+    )
+
+
+class OobleckPretransform(Pretransform):
+    """The Stable Audio VAE. ``encode`` samples the posterior (as stable-audio-tools does when it pre-encodes
+    training data) unless ``sample_posterior`` is false, in which case it returns the posterior mean."""
+
+    def __init__(self, vae: AutoencoderOobleck, sample_posterior: bool = True):
+        super().__init__()
+        self.vae = vae.requires_grad_(False).eval()
+        cfg = vae.config
+        self.sample_rate = cfg.sampling_rate
+        self.audio_channels = cfg.audio_channels
+        self.latent_channels = cfg.decoder_input_channels
+        self.downsampling_ratio = int(torch.tensor(cfg.downsampling_ratios).prod())
+        self.sample_posterior = sample_posterior
+
+    def train(self, mode: bool = True) -> OobleckPretransform:
+        super().train(mode)
+        self.vae.eval()  # frozen
+        return self
+
+    def encode(self, audio: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        self.check_audio(audio)
+        posterior = self.vae.encode(audio).latent_dist
+        return posterior.sample(generator) if self.sample_posterior else posterior.mean
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        self.check_latents(latents)
+        return self.vae.decode(latents).sample

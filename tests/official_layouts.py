@@ -1,0 +1,204 @@
+"""Write checkpoints in the official stable-audio-tools layout, with random values, for the loader tests.
+
+The key names and shapes are spelled out here from stable-audio-tools' module tree (``DiffusionTransformer`` ->
+``ContinuousTransformer`` -> ``TransformerBlock``; ``NumberEmbedder``; ``OobleckEncoder``/``OobleckDecoder`` as
+``nn.Sequential``s with weight-normed convs), independently of arc's own conversion code.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+
+def sat_config(dim=64, depth=2, heads=1, cond=64, latent=8, channels=16, c_mults=(1, 2), strides=(2, 4), qk="ln"):
+    """A stable-audio-tools ``model_config.json`` shaped like Stable Audio Open Small, at tiny size."""
+    return {
+        "model_type": "diffusion_cond",
+        "sample_size": 64 * 8,
+        "sample_rate": 44100,
+        "audio_channels": 2,
+        "model": {
+            "pretransform": {
+                "type": "autoencoder",
+                "config": {
+                    "encoder": {
+                        "type": "oobleck",
+                        "config": {
+                            "in_channels": 2,
+                            "channels": channels,
+                            "c_mults": list(c_mults),
+                            "strides": list(strides),
+                            "latent_dim": 2 * latent,
+                            "use_snake": True,
+                        },
+                    },
+                    "decoder": {
+                        "type": "oobleck",
+                        "config": {
+                            "out_channels": 2,
+                            "channels": channels,
+                            "c_mults": list(c_mults),
+                            "strides": list(strides),
+                            "latent_dim": latent,
+                            "use_snake": True,
+                            "final_tanh": False,
+                        },
+                    },
+                    "bottleneck": {"type": "vae"},
+                    "latent_dim": latent,
+                    "downsampling_ratio": 8,
+                    "io_channels": 2,
+                },
+            },
+            "conditioning": {
+                "configs": [
+                    {"id": "prompt", "type": "t5", "config": {"t5_model_name": "t5-base", "max_length": 16}},
+                    {"id": "seconds_total", "type": "number", "config": {"min_val": 0, "max_val": 256}},
+                ],
+                "cond_dim": cond,
+            },
+            "diffusion": {
+                "cross_attention_cond_ids": ["prompt", "seconds_total"],
+                "global_cond_ids": ["seconds_total"],
+                "diffusion_objective": "rectified_flow",
+                "type": "dit",
+                "config": {
+                    "io_channels": latent,
+                    "embed_dim": dim,
+                    "depth": depth,
+                    "num_heads": heads,
+                    "cond_token_dim": cond,
+                    "global_cond_dim": cond,
+                    "transformer_type": "continuous_transformer",
+                    "attn_kwargs": {"qk_norm": qk},
+                },
+            },
+            "io_channels": latent,
+        },
+    }
+
+
+def sat_dit_shapes(cfg: dict) -> dict[str, tuple[int, ...]]:
+    c = cfg["model"]["diffusion"]["config"]
+    d, io, cond, glob = c["embed_dim"], c["io_channels"], c["cond_token_dim"], c["global_cond_dim"]
+    head = d // c["num_heads"]
+    shapes = {
+        "timestep_features.weight": (128, 1),
+        "to_timestep_embed.0.weight": (d, 256),
+        "to_timestep_embed.0.bias": (d,),
+        "to_timestep_embed.2.weight": (d, d),
+        "to_timestep_embed.2.bias": (d,),
+        "to_cond_embed.0.weight": (d, cond),
+        "to_cond_embed.2.weight": (d, d),
+        "to_global_embed.0.weight": (d, glob),
+        "to_global_embed.2.weight": (d, d),
+        "transformer.project_in.weight": (d, io),
+        "transformer.project_out.weight": (io, d),
+        "transformer.rotary_pos_emb.inv_freq": (max(head // 2, 32) // 2,),
+        "preprocess_conv.weight": (io, io, 1),
+        "postprocess_conv.weight": (io, io, 1),
+    }
+    for i in range(c["depth"]):
+        p = f"transformer.layers.{i}."
+        for norm in ("pre_norm", "cross_attend_norm", "ff_norm"):
+            shapes[p + norm + ".gamma"] = (d,)
+            shapes[p + norm + ".beta"] = (d,)
+        shapes[p + "self_attn.to_qkv.weight"] = (3 * d, d)
+        shapes[p + "self_attn.to_out.weight"] = (d, d)
+        shapes[p + "cross_attn.to_q.weight"] = (d, d)
+        shapes[p + "cross_attn.to_kv.weight"] = (2 * d, d)
+        shapes[p + "cross_attn.to_out.weight"] = (d, d)
+        if c.get("attn_kwargs", {}).get("qk_norm") == "ln":
+            for attn in ("self_attn", "cross_attn"):
+                for n in ("q_norm", "k_norm"):
+                    shapes[f"{p}{attn}.{n}.weight"] = (head,)
+                    shapes[f"{p}{attn}.{n}.bias"] = (head,)
+        shapes[p + "ff.ff.0.proj.weight"] = (8 * d, d)
+        shapes[p + "ff.ff.0.proj.bias"] = (8 * d,)
+        shapes[p + "ff.ff.2.weight"] = (d, 4 * d)
+        shapes[p + "ff.ff.2.bias"] = (d,)
+    return {"model.model." + k: v for k, v in shapes.items()}
+
+
+def _wn_conv(prefix: str, c_out: int, c_in: int, k: int, bias: bool = True, transposed: bool = False) -> dict:
+    shapes = {
+        prefix + "weight_g": (c_in, 1, 1) if transposed else (c_out, 1, 1),
+        prefix + "weight_v": (c_in, c_out, k) if transposed else (c_out, c_in, k),
+    }
+    if bias:
+        shapes[prefix + "bias"] = (c_out,)
+    return shapes
+
+
+def _snake(prefix: str, c: int) -> dict:
+    return {prefix + "alpha": (c,), prefix + "beta": (c,)}
+
+
+def _residual(prefix: str, c: int) -> dict:
+    return {
+        **_snake(prefix + "layers.0.", c),
+        **_wn_conv(prefix + "layers.1.", c, c, 7),
+        **_snake(prefix + "layers.2.", c),
+        **_wn_conv(prefix + "layers.3.", c, c, 1),
+    }
+
+
+def sat_oobleck_shapes(cfg: dict) -> dict[str, tuple[int, ...]]:
+    ae = cfg["model"]["pretransform"]["config"]
+    enc = ae["encoder"]["config"]
+    ch, strides = enc["channels"], enc["strides"]
+    mults = [1, *enc["c_mults"]]
+    depth = len(strides)
+    shapes = _wn_conv("encoder.layers.0.", ch, 2, 7)
+    for i in range(depth):
+        c_in, c_out, p = mults[i] * ch, mults[i + 1] * ch, f"encoder.layers.{i + 1}.layers."
+        for j in range(3):
+            shapes.update(_residual(f"{p}{j}.", c_in))
+        shapes.update(_snake(f"{p}3.", c_in))
+        shapes.update(_wn_conv(f"{p}4.", c_out, c_in, 2 * strides[i]))
+    shapes.update(_snake(f"encoder.layers.{depth + 1}.", mults[-1] * ch))
+    shapes.update(_wn_conv(f"encoder.layers.{depth + 2}.", 2 * ae["latent_dim"], mults[-1] * ch, 3))
+    shapes.update(_wn_conv("decoder.layers.0.", mults[-1] * ch, ae["latent_dim"], 7))
+    for n, i in enumerate(range(depth, 0, -1)):
+        c_in, c_out, p = mults[i] * ch, mults[i - 1] * ch, f"decoder.layers.{n + 1}.layers."
+        shapes.update(_snake(f"{p}0.", c_in))
+        shapes.update(_wn_conv(f"{p}1.", c_out, c_in, 2 * strides[i - 1], transposed=True))
+        for j in range(3):
+            shapes.update(_residual(f"{p}{j + 2}.", c_out))
+    shapes.update(_snake(f"decoder.layers.{depth + 1}.", ch))
+    shapes.update(_wn_conv(f"decoder.layers.{depth + 2}.", 2, ch, 7, bias=False))
+    return {"pretransform.model." + k: v for k, v in shapes.items()}
+
+
+def sat_number_shapes(name: str, cond: int) -> dict[str, tuple[int, ...]]:
+    p = f"conditioner.conditioners.{name}.embedder.embedding."
+    return {p + "0.weights": (128,), p + "1.weight": (cond, 257), p + "1.bias": (cond,)}
+
+
+def random_state_dict(shapes: dict[str, tuple[int, ...]], seed: int = 0) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    out = {k: 0.1 * torch.randn(s, generator=gen) for k, s in shapes.items()}
+    for k in out:  # the real file stores these exactly
+        if k.endswith("rotary_pos_emb.inv_freq"):
+            n = out[k].shape[0]
+            out[k] = 1.0 / (10000 ** (torch.arange(0, 2 * n, 2).float() / (2 * n)))
+        if k.endswith(".beta") and "norm" in k:
+            out[k] = torch.zeros_like(out[k])
+    return out
+
+
+def write_sat_checkpoint(directory: Path, cfg: dict, seed: int = 0, drop: str | None = None) -> dict:
+    """``model_config.json`` + ``model.safetensors`` as stable-audio-tools releases them; returns the tensors."""
+    cond = cfg["model"]["conditioning"]["cond_dim"]
+    shapes = {**sat_dit_shapes(cfg), **sat_oobleck_shapes(cfg), **sat_number_shapes("seconds_total", cond)}
+    state = random_state_dict(shapes, seed)
+    if drop is not None:
+        state.pop(drop)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "model_config.json").write_text(json.dumps(cfg))
+    save_file(state, str(directory / "model.safetensors"))
+    return state
