@@ -1,0 +1,105 @@
+"""The Lightning data module: DataLoaders over built datasets, a deterministic train/val split."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import lightning as L
+import torch
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
+
+from arc.data.audio import collate
+
+
+def split_dataset(dataset: Dataset, val_fraction: float, seed: int) -> tuple[Subset, Subset]:
+    """Split into (train, val) Subsets, the val part a seeded random ``val_fraction`` (at least one item); both
+    keep the dataset's order. Both share the dataset, so val items are cropped as the dataset crops: for fixed
+    val crops build a separate dataset with ``random_crop=False``."""
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    n = len(dataset)
+    num_val = max(1, round(n * val_fraction))
+    if num_val >= n:
+        raise ValueError(f"val_fraction={val_fraction} of {n} items leaves no training items")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    return Subset(dataset, sorted(order[num_val:])), Subset(dataset, sorted(order[:num_val]))
+
+
+def base_datasets(dataset: Dataset) -> list[Dataset]:
+    """The datasets under any Subset / ConcatDataset wrapping, each once."""
+    if isinstance(dataset, Subset):
+        return base_datasets(dataset.dataset)
+    if isinstance(dataset, ConcatDataset):
+        found = [base for part in dataset.datasets for base in base_datasets(part)]
+        return list({id(base): base for base in found}.values())
+    return [dataset]
+
+
+class AudioDataModule(L.LightningDataModule):
+    """DataLoaders over already-built datasets, batched with ``collate``.
+
+    The train loader reshuffles every epoch from a generator seeded with ``seed``; ``drop_last`` keeps every
+    train batch at ``batch_size`` (a batch of one has no other prompts to contrast with). A DataModule has no
+    epoch-start hook, so the training module calls ``datamodule.set_epoch(epoch)`` from its
+    ``on_train_epoch_start``; Lightning creates the epoch's DataLoader iterator after that hook (from epoch 1 on;
+    epoch 0 uses the datasets' initial epoch, 0), so even persistent workers crop with the new epoch.
+    """
+
+    def __init__(
+        self,
+        train: Dataset,
+        val: Dataset | None,
+        batch_size: int,
+        num_workers: int = 0,
+        seed: int = 0,
+        drop_last: bool = True,
+    ):
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if drop_last and len(train) < batch_size:
+            raise ValueError(
+                f"the train set has {len(train)} items, fewer than batch_size={batch_size}: with drop_last every "
+                "epoch would be empty; lower batch_size"
+            )
+        self.train = train
+        self.val = val
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.drop_last = drop_last
+
+    def _loader(self, dataset: Dataset, shuffle: bool, drop_last: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
+            collate_fn=collate,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            drop_last=drop_last,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train, shuffle=True, drop_last=self.drop_last)
+
+    def val_dataloader(self) -> DataLoader | list:
+        # an empty list is Lightning's "no validation batches"
+        return [] if self.val is None else self._loader(self.val, shuffle=False, drop_last=False)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Pass ``epoch`` to every training dataset that has ``set_epoch`` (it seeds their random crops)."""
+        for dataset in base_datasets(self.train):
+            if hasattr(dataset, "set_epoch"):
+                dataset.set_epoch(epoch)
+
+    def skipped(self) -> dict[str, int]:
+        """Bad rows dropped by the train and val datasets, merged by reason (a shared dataset counted once)."""
+        datasets = base_datasets(self.train) + ([] if self.val is None else base_datasets(self.val))
+        unique = {id(dataset): dataset for dataset in datasets}.values()
+        counts: Counter[str] = Counter()
+        for dataset in unique:
+            if hasattr(dataset, "skipped"):
+                counts.update(dataset.skipped)
+        return dict(counts)
