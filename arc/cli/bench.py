@@ -96,18 +96,22 @@ def _measure(kind: str, device: str, repeats: int, queue: mp.Queue) -> None:
     queue.put(dict(kind=kind, params=params, median_s=statistics.median(times), min_s=min(times), peak_mib=peak))
 
 
-def bench_dit(device: str, repeats: int) -> list[dict]:
+def bench_dit(device: str, repeats: int, rounds: int = 2) -> list[dict]:
+    """Alternate the two models over ``rounds`` (a busy machine then slows both alike); keep each one's best round."""
     ctx = mp.get_context("spawn")
-    results = []
-    for kind in ("arc", "diffusers"):
+    best: dict[str, dict] = {}
+    for kind in ("arc", "diffusers") * rounds:
         queue = ctx.Queue()
         proc = ctx.Process(target=_measure, args=(kind, device, repeats, queue))
         proc.start()
-        results.append(queue.get())
+        result = queue.get()
         proc.join()
+        if kind not in best or result["median_s"] < best[kind]["median_s"]:
+            best[kind] = result
+    results = [best["arc"], best["diffusers"]]
     print(
-        f"SAO Small DiT forward, batch 1, {SAO_SMALL_TOKENS + 1} tokens, {device}, "
-        f"{torch.get_num_threads()} threads, median of {repeats}"
+        f"SAO Small DiT forward, batch 1, {SAO_SMALL_TOKENS + 1} tokens, {device}, {torch.get_num_threads()} threads, "
+        f"median of {repeats}, best of {rounds} alternating rounds"
     )
     print(f"{'model':<28}{'params':>12}{'median ms':>12}{'min ms':>10}{'peak MiB':>10}")
     names = {"arc": "arc DiffusionTransformer", "diffusers": "diffusers StableAudioDiT"}
@@ -130,9 +134,10 @@ def main(argv: list[str] | None = None) -> None:
     dit = sub.add_parser("dit", help="SAO Small DiT forward latency, parameters, peak memory vs diffusers")
     dit.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     dit.add_argument("--repeats", type=int, default=5)
+    dit.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args(argv)
     if args.what == "dit":
-        bench_dit(args.device, args.repeats)
+        bench_dit(args.device, args.repeats, args.rounds)
 
 
 if __name__ == "__main__":
