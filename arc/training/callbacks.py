@@ -1,0 +1,119 @@
+"""Training callbacks: probe metrics of generated tones during validation (SPEC 8)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import lightning as L
+import numpy as np
+import torch
+
+from arc.data.tones import ENVELOPES, PANS, PITCHES, WAVEFORMS, ToneAttributes, render_tone
+from arc.generate import SCHEDULES, generate
+from arc.probes import probe_report
+
+ALL_CAPTIONS = [
+    ToneAttributes(waveform=w, pitch=p, envelope=e, pan=n).caption()
+    for w, p, e, n in itertools.product(WAVEFORMS, PITCHES, ENVELOPES, PANS)
+]
+
+
+def probe_prompts(prompts: Sequence[str] | int, seed: int) -> list[str]:
+    """``prompts`` itself (each checked to be a tones caption), or that many distinct captions drawn with
+    ``seed`` from the 108 of the tones set."""
+    if isinstance(prompts, int):
+        if not 1 <= prompts <= len(ALL_CAPTIONS):
+            raise ValueError(f"number of probe prompts must be in [1, {len(ALL_CAPTIONS)}], got {prompts}")
+        order = np.random.default_rng(seed).permutation(len(ALL_CAPTIONS))[:prompts]
+        return [ALL_CAPTIONS[i] for i in order]
+    for prompt in prompts:
+        ToneAttributes.from_caption(prompt)  # raises on anything the probes cannot score
+    return list(prompts)
+
+
+class ProbeSamplesCallback(L.Callback):
+    """Every ``every_n_epochs`` validation epochs (and at the last epoch), generate ``per_prompt`` clips for each
+    probe prompt and log ``val/probe_<metric>`` from ``arc.probes.probe_report``: attribute accuracies, the
+    Fréchet distance to freshly rendered tones of the same captions, and per-prompt diversity.
+
+    Only meaningful for models trained on the tones set. The LightningModule must provide
+    ``sampling_model(use_ema) -> AudioDiffusionModel`` (as ``FlowPretrainModule`` does). Clip ``i`` is generated
+    from seed ``seed + i`` and its reference rendered from ``(seed, i)``, so every probe sees the same noise and
+    the same references.
+
+    Args:
+        prompts: tones captions, or how many to draw from the 108 with ``seed``.
+        per_prompt: clips per prompt (>= 2 for the diversity metric).
+        every_n_epochs: probe frequency.
+        sampler: ``"euler"`` or ``"pingpong"``; ``steps`` and ``cfg_scale`` as in ``arc.generate.generate``.
+        seed: seeds prompt choice, sampling noise and references.
+        use_ema: sample with the EMA DiT (``FlowPretrainModule.sampling_model``) instead of the raw one.
+        batch_size: clips generated per call.
+    """
+
+    def __init__(
+        self,
+        prompts: Sequence[str] | int = 12,
+        per_prompt: int = 2,
+        every_n_epochs: int = 1,
+        sampler: str = "euler",
+        steps: int = 50,
+        cfg_scale: float = 3.0,
+        seed: int = 0,
+        use_ema: bool = True,
+        batch_size: int = 16,
+    ):
+        super().__init__()
+        if sampler not in SCHEDULES:
+            raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(SCHEDULES)}")
+        if per_prompt < 1 or every_n_epochs < 1 or batch_size < 1:
+            raise ValueError(
+                f"per_prompt, every_n_epochs and batch_size must be >= 1, got {per_prompt}, {every_n_epochs}, "
+                f"{batch_size}"
+            )
+        self.prompts = [p for p in probe_prompts(prompts, seed) for _ in range(per_prompt)]
+        self.every_n_epochs = every_n_epochs
+        self.sampler = sampler
+        self.steps = steps
+        self.cfg_scale = cfg_scale
+        self.seed = seed
+        self.use_ema = use_ema
+        self.batch_size = batch_size
+
+    def _due(self, trainer: L.Trainer) -> bool:
+        epoch = trainer.current_epoch + 1
+        return epoch % self.every_n_epochs == 0 or epoch == trainer.max_epochs
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not self._due(trainer):
+            return
+        model = pl_module.sampling_model(self.use_ema)
+        seconds = [model.max_seconds] * len(self.prompts)
+        seeds = [self.seed + i for i in range(len(self.prompts))]
+        audio = torch.cat(
+            [
+                generate(
+                    model,
+                    self.prompts[s : s + self.batch_size],
+                    seconds[s : s + self.batch_size],
+                    seeds[s : s + self.batch_size],
+                    self.steps,
+                    self.sampler,
+                    self.cfg_scale,
+                )
+                for s in range(0, len(self.prompts), self.batch_size)
+            ]
+        ).numpy()  # (n, audio_channels, sample_size)
+        references = [
+            render_tone(
+                ToneAttributes.from_caption(p),
+                np.random.default_rng((self.seed, i)),
+                model.sample_rate,
+                model.sample_size,
+            )
+            for i, p in enumerate(self.prompts)
+        ]
+        report = probe_report(list(audio), self.prompts, model.sample_rate, ref_audios=references)
+        # every rank generates the same clips, so the all-reduce mean is the value itself
+        pl_module.log_dict({f"val/probe_{k}": v for k, v in report.items()}, sync_dist=True)

@@ -1,0 +1,194 @@
+"""Base rectified-flow pre-training (SPEC 2) as a LightningModule.
+
+One step: latents ``x0`` -> conditioning (with classifier-free-guidance dropout) -> ``t`` from the truncated
+logit-normal -> ``x_t = (1 - t) x0 + t eps`` -> ``mean((v_pred - (eps - x0))^2)`` over real (unpadded) frames.
+Only the DiT and the conditioners' trainable parts (number embedders, the text projection) learn; the T5 encoder
+and the pretransform are frozen. An EMA of the DiT is kept for sampling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+
+from arc.flow import add_noise, randn, velocity_target
+from arc.models.conditioners import Conditioning
+from arc.models.wrapper import AudioDiffusionModel
+from arc.training.ema import EMA
+from arc.training.timesteps import time_shift, trunc_logit_normal
+
+Batch = Mapping[str, torch.Tensor | list[str]]
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+# The key under which a checkpoint carries the resolved run config (``load_trained_model`` rebuilds from it).
+CONFIG_KEY = "arc_config"
+
+
+def drop_cross_attn_cond(cond: Conditioning, p: float, generator: torch.Generator) -> Conditioning:
+    """Classifier-free-guidance dropout: each item's cross-attention tokens become zeros with probability ``p``
+    (a Bernoulli draw per item), the unconditional input of ``arc.sampling.guided_velocity``; the global
+    (duration) vector is kept, as in Stable Audio."""
+    if not 0 <= p <= 1:
+        raise ValueError(f"cfg dropout must be in [0, 1], got {p}")
+    B = cond.cross_attn_cond.shape[0]
+    dropped = torch.rand(B, generator=generator, device=generator.device) < p  # (B,)
+    dropped = dropped.to(cond.cross_attn_cond.device)[:, None, None]
+    tokens = torch.where(dropped, torch.zeros_like(cond.cross_attn_cond), cond.cross_attn_cond)
+    return Conditioning(tokens, cond.cross_attn_mask, cond.global_cond)
+
+
+def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``sum_{b,c,f} m_bf (pred - target)^2 / (C sum_{b,f} m_bf)`` for (B, C, T) tensors and a (B, T) mask of
+    real frames: the mean squared error over unpadded frames only."""
+    weight = mask.to(pred.dtype)[:, None, :]  # (B, 1, T)
+    denom = weight.sum() * pred.shape[1]
+    if denom == 0:
+        raise ValueError("every frame of the batch is padding: nothing to compute a loss on")
+    return ((pred.float() - target.float()) ** 2 * weight).sum() / denom
+
+
+def latent_frame_mask(padding_mask: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """(B, N) per-sample mask -> (B, num_frames) per-frame mask; a frame is real if any of its samples is."""
+    B, N = padding_mask.shape
+    if N % num_frames:
+        raise ValueError(f"padding mask of {N} samples does not split into {num_frames} latent frames")
+    return padding_mask.reshape(B, num_frames, N // num_frames).any(dim=-1)
+
+
+def step_generator(device: torch.device, *key: int) -> torch.Generator:
+    """A generator on ``device`` seeded by the integers ``key`` (e.g. seed, rank, epoch, batch): each step's
+    draws are a pure function of where it is in training, so a resumed run draws what the original would have."""
+    seed = int(np.random.SeedSequence(list(key)).generate_state(1, dtype=np.uint64)[0] >> 1)
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+class FlowPretrainModule(L.LightningModule):
+    """Rectified-flow pre-training of an ``AudioDiffusionModel``.
+
+    Args:
+        model: the built model (random or pre-trained weights); its frozen parts must already have
+            ``requires_grad=False`` (the T5 encoder and pretransforms do).
+        optimizer: a factory ``params -> Optimizer`` (a Hydra ``_partial_: true`` node), given only parameters
+            that require gradients.
+        cfg_dropout: probability of zeroing an item's cross-attention tokens (classifier-free guidance).
+        ema_decay: decay of the DiT's EMA, updated once per optimiser step.
+        timestep_shift: apply the length-dependent ``time_shift`` to the sampled times.
+        seed: seeds the per-step generators of times, noise and dropout (train and validation).
+        run_config: the resolved run config as plain containers; written into every checkpoint under
+            ``"arc_config"`` so that the checkpoint alone rebuilds the model.
+    """
+
+    def __init__(
+        self,
+        model: AudioDiffusionModel,
+        optimizer: OptimizerFactory,
+        cfg_dropout: float = 0.1,
+        ema_decay: float = 0.999,
+        timestep_shift: bool = False,
+        seed: int = 0,
+        run_config: dict | None = None,
+    ):
+        super().__init__()
+        if not 0 <= cfg_dropout <= 1:
+            raise ValueError(f"cfg_dropout must be in [0, 1], got {cfg_dropout}")
+        if run_config is not None and not isinstance(run_config, dict):
+            raise TypeError(
+                f"run_config must be a plain dict (checkpoints are read with weights_only=True), got "
+                f"{type(run_config).__name__}: pass OmegaConf.to_container(cfg, resolve=True)"
+            )
+        self.model = model
+        self.ema = EMA(model.dit, ema_decay)
+        self.optimizer_factory = optimizer
+        self.cfg_dropout = cfg_dropout
+        self.timestep_shift = timestep_shift
+        self.seed = seed
+        self.run_config = run_config
+        self._ema_step = 0
+
+    def sampling_model(self, use_ema: bool = True) -> AudioDiffusionModel:
+        """The model to sample from: the trained conditioners and pretransform with the EMA DiT (shared
+        modules, no copy) or the raw model."""
+        if not use_ema:
+            return self.model
+        m = self.model
+        return AudioDiffusionModel(
+            m.conditioners, self.ema.module, m.pretransform, m.sample_size, m.diffusion_objective
+        )
+
+    # --- the objective ------------------------------------------------------------------------------------------
+
+    def latents(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clean latents (B, C, T) and their (B, T) real-frame mask, from pre-encoded latents or raw audio."""
+        if "latents" in batch:
+            x0 = batch["latents"]
+        else:
+            with torch.no_grad():
+                x0 = self.model.pretransform.encode(batch["audio"])
+        if "padding_mask" not in batch:
+            return x0, torch.ones(x0.shape[0], x0.shape[-1], dtype=torch.bool, device=x0.device)
+        return x0, latent_frame_mask(batch["padding_mask"], x0.shape[-1])
+
+    def condition(self, batch: Batch) -> Conditioning:
+        """Prompts and durations -> DiT conditioning (seconds_start too when the model has that conditioner)."""
+        numbers = {"seconds_total": batch["seconds_total"]}
+        if "seconds_start" in self.model.conditioners.numbers:
+            numbers["seconds_start"] = batch["seconds_start"]
+        return self.model.conditioners(batch["prompt"], numbers)
+
+    def flow_loss(self, batch: Batch, generator: torch.Generator) -> torch.Tensor:
+        """The rectified-flow loss of one batch; every random draw comes from ``generator``."""
+        # 1. clean latents and the mask of real frames
+        x0, frame_mask = self.latents(batch)
+        B, C, T = x0.shape
+        # 2. conditioning from prompts and durations
+        cond = self.condition(batch)
+        # 3. classifier-free-guidance dropout of the text tokens
+        cond = drop_cross_attn_cond(cond, self.cfg_dropout, generator)
+        # 4. times (most mass at high noise, optionally shifted by length), noise, noisy latents
+        t = trunc_logit_normal(B, generator)
+        if self.timestep_shift:
+            t = time_shift(t, T)
+        t = t.to(device=x0.device, dtype=x0.dtype)
+        noise = randn((B, C, T), generator, like=x0)
+        x_t = add_noise(x0, noise, t)
+        # 5. velocity regression over real frames
+        v_pred = self.model.velocity(x_t, t, cond)
+        return masked_mse(v_pred, velocity_target(x0, noise), frame_mask)
+
+    # --- Lightning hooks ----------------------------------------------------------------------------------------
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        generator = step_generator(self.device, self.seed, self.global_rank, self.current_epoch, batch_idx)
+        loss = self.flow_loss(batch, generator)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["prompt"]))
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=len(batch["prompt"]))
+        return loss
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        # the same draws every epoch (no epoch in the key), so val/loss curves compare like with like
+        generator = step_generator(self.device, self.seed, self.global_rank, batch_idx)
+        loss = self.flow_loss(batch, generator)
+        self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=len(batch["prompt"]))
+        return loss
+
+    def on_train_batch_end(self, outputs: torch.Tensor | Mapping, batch: Batch, batch_idx: int) -> None:
+        # once per optimiser step: with gradient accumulation most batches do not step
+        if self.global_step != self._ema_step:
+            self.ema.update(self.model.dit)
+            self._ema_step = self.global_step
+
+    def on_train_epoch_start(self) -> None:
+        # random crops are seeded by epoch; a DataModule has no epoch hook of its own
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if hasattr(datamodule, "set_epoch"):
+            datamodule.set_epoch(self.current_epoch)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.optimizer_factory([p for p in self.parameters() if p.requires_grad])
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.run_config is not None:
+            checkpoint[CONFIG_KEY] = self.run_config
