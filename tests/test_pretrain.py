@@ -161,3 +161,8 @@ def test_checkpoint_without_arc_config_is_refused(tmp_path):
     torch.save({"state_dict": {}}, path)
     with pytest.raises(ValueError, match="no 'arc_config'"):
         load_trained_model(path)
+
+
+def test_composing_without_an_output_dir_is_a_clear_error():
+    with pytest.raises(ValueError, match="paths.output_dir"):
+        instantiate_run(compose_config("train"))

@@ -50,6 +50,11 @@ def check_data_fits_model(datasets: list[Dataset], model: AudioDiffusionModel) -
 def instantiate_run(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, L.Trainer]:
     """Seed everything, then build the data module, the training module (with the resolved config to store in
     its checkpoints), callbacks, loggers and trainer from ``cfg``."""
+    if OmegaConf.select(cfg, "paths.output_dir", throw_on_resolution_failure=False) is None:
+        raise ValueError(
+            "paths.output_dir does not resolve: it comes from Hydra's run directory, which exists only under "
+            "arc-train; when composing the config in Python, set it (e.g. paths.output_dir=/tmp/run)"
+        )
     L.seed_everything(cfg.seed, workers=True)
     # plain containers, resolved: stored in every checkpoint, read back with weights_only=True
     run_config = OmegaConf.to_container(cfg, resolve=True)
