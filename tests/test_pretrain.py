@@ -6,11 +6,12 @@ import pytest
 import torch
 from torch import nn
 
-from arc.cli.train import instantiate_run, train
+from arc.cli.train import check_data_fits_model, instantiate_run, train
 from arc.config import build_model, compose_config
 from arc.data.audio import collate
 from arc.data.tones import TonesDataset
 from arc.models.conditioners import Conditioning
+from arc.training.callbacks import probe_prompts
 from arc.training.checkpoints import load_trained_model
 from arc.training.ema import EMA
 from arc.training.pretrain import FlowPretrainModule, drop_cross_attn_cond, latent_frame_mask, masked_mse
@@ -122,7 +123,6 @@ def test_run_config_must_be_plain():
 # --- whole runs ----------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
 def test_fast_dev_run_of_the_tones_experiment_logs_every_metric(tmp_path):
     cfg = compose_config(
         "train", [*TINY_RUN, *TINY_PROBE, "trainer.fast_dev_run=true", f"paths.output_dir={tmp_path}"]
@@ -133,7 +133,6 @@ def test_fast_dev_run_of_the_tones_experiment_logs_every_metric(tmp_path):
     assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
 
 
-@pytest.mark.slow
 def test_short_run_writes_a_checkpoint_that_rebuilds_the_model(tmp_path):
     cfg = compose_config(
         "train", [*TINY_RUN, "~callbacks.probe", "trainer.max_steps=5", f"paths.output_dir={tmp_path}"]
@@ -166,3 +165,18 @@ def test_checkpoint_without_arc_config_is_refused(tmp_path):
 def test_composing_without_an_output_dir_is_a_clear_error():
     with pytest.raises(ValueError, match="paths.output_dir"):
         instantiate_run(compose_config("train"))
+
+
+def test_probe_prompts_are_distinct_tones_captions():
+    prompts = probe_prompts(24, seed=0)
+    assert len(set(prompts)) == 24 and prompts == probe_prompts(24, seed=0)
+    assert probe_prompts(["a low sine tone, steady, panned left"], seed=0) == ["a low sine tone, steady, panned left"]
+    with pytest.raises(ValueError, match="tones template"):
+        probe_prompts(["a dog barking"], seed=0)
+
+
+def test_data_at_another_sample_rate_is_refused():
+    model = build_model("tiny")
+    check_data_fits_model([TonesDataset(2, model.sample_rate, model.sample_size)], model)
+    with pytest.raises(ValueError, match="8000 Hz"):
+        check_data_fits_model([TonesDataset(2, 8000, model.sample_size)], model)

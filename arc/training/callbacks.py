@@ -7,10 +7,10 @@ from collections.abc import Sequence
 
 import lightning as L
 import numpy as np
-import torch
 
 from arc.data.tones import ENVELOPES, PANS, PITCHES, WAVEFORMS, ToneAttributes, render_tone
 from arc.generate import SCHEDULES, generate
+from arc.models.wrapper import AudioDiffusionModel
 from arc.probes import probe_report
 
 ALL_CAPTIONS = [
@@ -73,6 +73,7 @@ class ProbeSamplesCallback(L.Callback):
                 f"{batch_size}"
             )
         self.prompts = [p for p in probe_prompts(prompts, seed) for _ in range(per_prompt)]
+        self.attributes = [ToneAttributes.from_caption(p) for p in self.prompts]
         self.every_n_epochs = every_n_epochs
         self.sampler = sampler
         self.steps = steps
@@ -89,31 +90,26 @@ class ProbeSamplesCallback(L.Callback):
         if trainer.sanity_checking or not self._due(trainer):
             return
         model = pl_module.sampling_model(self.use_ema)
-        seconds = [model.max_seconds] * len(self.prompts)
-        seeds = [self.seed + i for i in range(len(self.prompts))]
-        audio = torch.cat(
-            [
-                generate(
-                    model,
-                    self.prompts[s : s + self.batch_size],
-                    seconds[s : s + self.batch_size],
-                    seeds[s : s + self.batch_size],
-                    self.steps,
-                    self.sampler,
-                    self.cfg_scale,
-                )
-                for s in range(0, len(self.prompts), self.batch_size)
-            ]
-        ).numpy()  # (n, audio_channels, sample_size)
-        references = [
-            render_tone(
-                ToneAttributes.from_caption(p),
-                np.random.default_rng((self.seed, i)),
-                model.sample_rate,
-                model.sample_size,
-            )
-            for i, p in enumerate(self.prompts)
-        ]
-        report = probe_report(list(audio), self.prompts, model.sample_rate, ref_audios=references)
+        report = probe_report(
+            self._generate(model), self.prompts, model.sample_rate, ref_audios=self._references(model)
+        )
         # every rank generates the same clips, so the all-reduce mean is the value itself
         pl_module.log_dict({f"val/probe_{k}": v for k, v in report.items()}, sync_dist=True)
+
+    def _generate(self, model: AudioDiffusionModel) -> list[np.ndarray]:
+        """Clip ``i`` of ``self.prompts`` from seed ``seed + i``: (audio_channels, sample_size) each."""
+        clips = []
+        for start in range(0, len(self.prompts), self.batch_size):
+            prompts = self.prompts[start : start + self.batch_size]
+            seeds = [self.seed + start + j for j in range(len(prompts))]
+            seconds = [model.max_seconds] * len(prompts)
+            audio = generate(model, prompts, seconds, seeds, self.steps, self.sampler, self.cfg_scale)
+            clips.extend(audio.numpy())
+        return clips
+
+    def _references(self, model: AudioDiffusionModel) -> list[np.ndarray]:
+        """A fresh rendering of each probe caption, reference ``i`` drawn from ``(seed, i)``."""
+        return [
+            render_tone(attrs, np.random.default_rng((self.seed, i)), model.sample_rate, model.sample_size)
+            for i, attrs in enumerate(self.attributes)
+        ]
