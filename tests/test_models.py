@@ -77,6 +77,15 @@ def test_patch_pretransform_round_trips_exactly():
     assert torch.equal(latents[0, :16, 5], audio[0, 0, 80:96])
 
 
+def test_patch_pretransform_scale_divides_latents():
+    plain, scaled = PatchPretransform(8000, 2, 16), PatchPretransform(8000, 2, 16, scale=0.25)
+    audio = torch.randn(2, 2, 16 * 8)
+    assert torch.allclose(scaled.encode(audio), plain.encode(audio) * 4)
+    assert torch.allclose(scaled.decode(scaled.encode(audio)), audio)
+    with pytest.raises(ValueError, match="scale"):
+        PatchPretransform(8000, 2, 16, scale=0)
+
+
 def test_patch_pretransform_rejects_bad_lengths():
     with pytest.raises(ValueError, match="not a multiple"):
         PatchPretransform(16000, 2, 16).encode(torch.randn(1, 2, 100))

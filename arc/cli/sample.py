@@ -2,6 +2,7 @@
 
 arc-sample --preset tiny --prompt "a low sine tone" --seconds 1 --num 2
 arc-sample --stable-audio stabilityai/stable-audio-open-small --prompts-file prompts.txt --steps 8
+arc-sample --checkpoint logs/tones_arc/runs/<date>/checkpoints/last.ckpt --prompt "a low sine tone"
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--preset", help="a model preset from conf/model/ with random weights (smoke tests)")
     source.add_argument("--stable-audio", metavar="REPO_OR_DIR", help="an official stable-audio-tools release")
+    source.add_argument("--checkpoint", type=Path, help="an arc-train checkpoint (.ckpt, pre-training or ARC)")
+    parser.add_argument("--no-ema", action="store_true", help="with --checkpoint: the raw DiT instead of its EMA")
     prompts = parser.add_mutually_exclusive_group(required=True)
     prompts.add_argument("--prompt", action="append", help="a prompt (repeat for several)")
     prompts.add_argument("--prompts-file", type=Path, help="a text file with one prompt per line")
@@ -43,6 +46,10 @@ def load_model(args: argparse.Namespace) -> AudioDiffusionModel:
         from arc.config import build_model
 
         return build_model(args.preset)
+    if args.checkpoint is not None:
+        from arc.training.checkpoints import load_trained_model
+
+        return load_trained_model(args.checkpoint, use_ema=not args.no_ema)
     from arc.checkpoint import load_stable_audio
 
     return load_stable_audio(args.stable_audio)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections import Counter
 
 import lightning as L
+import numpy as np
 import torch
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler, Subset
 
 from arc.data.audio import collate
 
@@ -35,12 +36,32 @@ def base_datasets(dataset: Dataset) -> list[Dataset]:
     return [dataset]
 
 
+class EpochShuffleSampler(Sampler[int]):
+    """A permutation of ``range(size)`` drawn from ``(seed, epoch)`` alone, so a run resumed at epoch k sees the
+    order the uninterrupted run saw. Lightning calls ``set_epoch`` at every epoch start (and wraps the sampler
+    in a ``DistributedSamplerWrapper`` under DDP)."""
+
+    def __init__(self, size: int, seed: int):
+        self.size = size
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        return iter(np.random.default_rng((self.seed, self.epoch)).permutation(self.size).tolist())
+
+    def __len__(self) -> int:
+        return self.size
+
+
 class AudioDataModule(L.LightningDataModule):
     """DataLoaders over already-built datasets, batched with ``collate``.
 
-    The train loader reshuffles every epoch from a generator seeded with ``seed``; ``drop_last`` keeps every
-    train batch at ``batch_size`` (a batch of one has no other prompts to contrast with). A DataModule has no
-    epoch-start hook, so the training module calls ``datamodule.set_epoch(epoch)`` from its
+    The train loader reshuffles every epoch, the order drawn from ``(seed, epoch)`` (``EpochShuffleSampler``);
+    ``drop_last`` keeps every train batch at ``batch_size`` (a batch of one has no other prompts to contrast with).
+    A DataModule has no epoch-start hook, so the training module calls ``datamodule.set_epoch(epoch)`` from its
     ``on_train_epoch_start``; Lightning creates the epoch's DataLoader iterator after that hook (from epoch 1 on;
     epoch 0 uses the datasets' initial epoch, 0), so even persistent workers crop with the new epoch.
     """
@@ -73,8 +94,7 @@ class AudioDataModule(L.LightningDataModule):
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
-            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
+            sampler=EpochShuffleSampler(len(dataset), self.seed) if shuffle else None,
             collate_fn=collate,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -10,6 +11,7 @@ from torch.nn.utils.parametrizations import weight_norm
 
 from arc.models.conditioners import Conditioners, Conditioning
 from arc.models.dit import DiffusionTransformer
+from arc.models.wrapper import AudioDiffusionModel
 
 
 def _wn_conv(c_in: int, c_out: int, kernel: int, stride: int = 1, padding: int = 0, groups: int = 1) -> nn.Conv1d:
@@ -17,17 +19,20 @@ def _wn_conv(c_in: int, c_out: int, kernel: int, stride: int = 1, padding: int =
 
 
 class ConvNeXtBlock(nn.Module):
-    """``x + down(GELU(up(depthwise(x))))``, the last conv zero-initialised."""
+    """``x + down(GELU(up(depthwise(x))))``, the last conv's bias zero-initialised.
+
+    Its weight keeps its random init: a weight-normed zero weight has no direction, so its gradient is NaN.
+    (stable-audio-tools zeroes ``proj_down.weight`` after ``weight_norm``, which the hook overwrites at the first
+    forward, so its weight is random too.)
+    """
 
     def __init__(self, dim: int, kernel_size: int = 7, mult: int = 4):
         super().__init__()
         self.dw_conv = _wn_conv(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
         self.proj_up = _wn_conv(dim, dim * mult, 1)
         self.act = nn.GELU()
-        self.proj_down = nn.Conv1d(dim * mult, dim, 1)
-        nn.init.zeros_(self.proj_down.weight)
+        self.proj_down = _wn_conv(dim * mult, dim, 1)
         nn.init.zeros_(self.proj_down.bias)
-        self.proj_down = weight_norm(self.proj_down)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.proj_down(self.act(self.proj_up(self.dw_conv(x))))
@@ -96,3 +101,21 @@ class Discriminator(nn.Module):
         """Patch logits (B, 1, T') for noisy latents ``x`` (B, C, T) at level ``t`` (B,) under ``cond``."""
         hidden = self.trunk(x, t, cond.cross_attn_cond, cond.global_cond, exit_layer=self.exit_layer)
         return self.head(hidden)
+
+
+def discriminator_from(
+    generator: AudioDiffusionModel,
+    exit_layer: int,
+    channels: int = 128,
+    c_mults: tuple[int, ...] = (1, 2, 4),
+    strides: tuple[int, ...] = (1, 2, 2),
+    blocks_per_stage: int = 2,
+) -> Discriminator:
+    """A discriminator initialised from a (pre-trained) generator: copies of its conditioners and DiT as the trunk,
+    and a fresh ConvNeXt head of the trunk's width. The generator is not modified."""
+    return Discriminator(
+        copy.deepcopy(generator.conditioners),
+        copy.deepcopy(generator.dit),
+        ConvNeXtHead(generator.dit.embed_dim, channels, tuple(c_mults), tuple(strides), blocks_per_stage),
+        exit_layer,
+    )

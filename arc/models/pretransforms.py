@@ -40,11 +40,17 @@ class Pretransform(nn.Module):
 
 class PatchPretransform(Pretransform):
     """(B, C, N) -> (B, C * patch_size, N // patch_size): sample ``n`` of channel ``c`` goes to channel
-    ``c * patch_size + n % patch_size`` of frame ``n // patch_size``. Exactly invertible, no parameters."""
+    ``c * patch_size + n % patch_size`` of frame ``n // patch_size``, divided by ``scale``. Exactly invertible,
+    no parameters. ``scale`` plays the role of a VAE's latent scale: set it to the data's standard deviation so
+    latents have unit variance like the noise (the tones set: 0.26).
+    """
 
-    def __init__(self, sample_rate: int, audio_channels: int = 2, patch_size: int = 32):
+    def __init__(self, sample_rate: int, audio_channels: int = 2, patch_size: int = 32, scale: float = 1.0):
         super().__init__()
+        if scale <= 0:
+            raise ValueError(f"scale must be > 0, got {scale}")
         self.sample_rate = sample_rate
+        self.scale = scale
         self.audio_channels = audio_channels
         self.latent_channels = audio_channels * patch_size
         self.downsampling_ratio = patch_size
@@ -53,13 +59,14 @@ class PatchPretransform(Pretransform):
         self.check_audio(audio)
         B, C, N = audio.shape
         p = self.downsampling_ratio
-        return audio.reshape(B, C, N // p, p).permute(0, 1, 3, 2).reshape(B, C * p, N // p)
+        return audio.reshape(B, C, N // p, p).permute(0, 1, 3, 2).reshape(B, C * p, N // p) / self.scale
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         self.check_latents(latents)
         B, _, T = latents.shape
         p = self.downsampling_ratio
-        return latents.reshape(B, self.audio_channels, p, T).permute(0, 1, 3, 2).reshape(B, self.audio_channels, T * p)
+        audio = latents.reshape(B, self.audio_channels, p, T).permute(0, 1, 3, 2)
+        return audio.reshape(B, self.audio_channels, T * p) * self.scale
 
 
 def oobleck_vae(

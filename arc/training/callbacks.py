@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import lightning as L
 import numpy as np
+from tqdm.auto import tqdm
 
 from arc.data.tones import ENVELOPES, PANS, PITCHES, WAVEFORMS, ToneAttributes, render_tone
 from arc.generate import SCHEDULES, generate
@@ -34,7 +35,7 @@ def probe_prompts(prompts: Sequence[str] | int, seed: int) -> list[str]:
 
 class ProbeSamplesCallback(L.Callback):
     """Every ``every_n_epochs`` validation epochs (and at the last epoch), generate ``per_prompt`` clips for each
-    probe prompt and log ``val/probe_<metric>`` from ``arc.probes.probe_report``: attribute accuracies, the
+    probe prompt and log ``val/<name>_<metric>`` from ``arc.probes.probe_report``: attribute accuracies, the
     Fréchet distance to freshly rendered tones of the same captions, and per-prompt diversity.
 
     Only meaningful for models trained on the tones set. The LightningModule must provide
@@ -50,6 +51,8 @@ class ProbeSamplesCallback(L.Callback):
         seed: seeds prompt choice, sampling noise and references.
         use_ema: sample with the EMA DiT (``FlowPretrainModule.sampling_model``) instead of the raw one.
         batch_size: clips generated per call.
+        name: metrics are logged as ``val/<name>_<metric>`` (several probes, e.g. of different step counts, need
+            different names).
     """
 
     def __init__(
@@ -63,6 +66,7 @@ class ProbeSamplesCallback(L.Callback):
         seed: int = 0,
         use_ema: bool = True,
         batch_size: int = 16,
+        name: str = "probe",
     ):
         super().__init__()
         if sampler not in SCHEDULES:
@@ -73,7 +77,6 @@ class ProbeSamplesCallback(L.Callback):
                 f"{batch_size}"
             )
         self.prompts = [p for p in probe_prompts(prompts, seed) for _ in range(per_prompt)]
-        self.attributes = [ToneAttributes.from_caption(p) for p in self.prompts]
         self.every_n_epochs = every_n_epochs
         self.sampler = sampler
         self.steps = steps
@@ -81,6 +84,7 @@ class ProbeSamplesCallback(L.Callback):
         self.seed = seed
         self.use_ema = use_ema
         self.batch_size = batch_size
+        self.name = name
 
     def _due(self, trainer: L.Trainer) -> bool:
         epoch = trainer.current_epoch + 1
@@ -90,26 +94,35 @@ class ProbeSamplesCallback(L.Callback):
         if trainer.sanity_checking or not self._due(trainer):
             return
         model = pl_module.sampling_model(self.use_ema)
-        report = probe_report(
-            self._generate(model), self.prompts, model.sample_rate, ref_audios=self._references(model)
+        _, report = probe_samples(
+            model, self.prompts, self.seed, self.sampler, self.steps, self.cfg_scale, self.batch_size
         )
         # every rank generates the same clips, so the all-reduce mean is the value itself
-        pl_module.log_dict({f"val/probe_{k}": v for k, v in report.items()}, sync_dist=True)
+        pl_module.log_dict({f"val/{self.name}_{k}": v for k, v in report.items()}, sync_dist=True)
 
-    def _generate(self, model: AudioDiffusionModel) -> list[np.ndarray]:
-        """Clip ``i`` of ``self.prompts`` from seed ``seed + i``: (audio_channels, sample_size) each."""
-        clips = []
-        for start in range(0, len(self.prompts), self.batch_size):
-            prompts = self.prompts[start : start + self.batch_size]
-            seeds = [self.seed + start + j for j in range(len(prompts))]
-            seconds = [model.max_seconds] * len(prompts)
-            audio = generate(model, prompts, seconds, seeds, self.steps, self.sampler, self.cfg_scale)
-            clips.extend(audio.numpy())
-        return clips
 
-    def _references(self, model: AudioDiffusionModel) -> list[np.ndarray]:
-        """A fresh rendering of each probe caption, reference ``i`` drawn from ``(seed, i)``."""
-        return [
-            render_tone(attrs, np.random.default_rng((self.seed, i)), model.sample_rate, model.sample_size)
-            for i, attrs in enumerate(self.attributes)
-        ]
+def probe_samples(
+    model: AudioDiffusionModel,
+    prompts: Sequence[str],
+    seed: int,
+    sampler: str,
+    steps: int,
+    cfg_scale: float,
+    batch_size: int,
+    progress: bool = False,
+) -> tuple[list[np.ndarray], dict[str, float]]:
+    """Generate clip ``i`` of ``prompts`` (tones captions) from seed ``seed + i``, render a fresh reference of each
+    caption from ``(seed, i)``, and score the clips with ``arc.probes.probe_report``: ``(clips, report)``, each
+    clip (audio_channels, sample_size)."""
+    clips = []
+    for start in tqdm(range(0, len(prompts), batch_size), desc=f"{sampler} {steps}", disable=not progress):
+        chunk = list(prompts[start : start + batch_size])
+        seeds = [seed + start + j for j in range(len(chunk))]
+        audio = generate(model, chunk, [model.max_seconds] * len(chunk), seeds, steps, sampler, cfg_scale)
+        clips.extend(audio.numpy())
+    rate, size = model.sample_rate, model.sample_size
+    references = [
+        render_tone(ToneAttributes.from_caption(p), np.random.default_rng((seed, i)), rate, size)
+        for i, p in enumerate(prompts)
+    ]
+    return clips, probe_report(clips, list(prompts), model.sample_rate, ref_audios=references)

@@ -7,7 +7,8 @@ from pathlib import Path
 import torch
 from hydra.utils import instantiate
 
-from arc.checkpoint import load_strict, split_prefix
+from arc.checkpoint import load_sat_state_dict, load_strict, read_state_dict, split_prefix
+from arc.hub import hub_file
 from arc.models.wrapper import AudioDiffusionModel
 from arc.training.pretrain import CONFIG_KEY
 
@@ -27,6 +28,18 @@ def read_training_checkpoint(ckpt_path: str | Path) -> dict:
     return checkpoint
 
 
+def model_state(checkpoint: dict, use_ema: bool, what: str) -> dict[str, torch.Tensor]:
+    """The ``AudioDiffusionModel`` state dict inside an arc-train checkpoint (pre-training or ARC: both keep the
+    model under ``model.`` and the EMA DiT under ``ema.module.``); with ``use_ema`` the DiT is the EMA one."""
+    state = split_prefix(checkpoint["state_dict"], "model.")
+    if use_ema:
+        ema = split_prefix(checkpoint["state_dict"], "ema.module.")
+        if not ema:
+            raise ValueError(f"{what} holds no EMA weights (ema.module.*); load it with use_ema=False")
+        state.update({f"dit.{k}": v for k, v in ema.items()})
+    return state
+
+
 def load_trained_model(ckpt_path: str | Path, use_ema: bool = True) -> AudioDiffusionModel:
     """Rebuild the model from ``checkpoint["arc_config"]["model"]`` and load its trained weights, strictly.
 
@@ -35,11 +48,30 @@ def load_trained_model(ckpt_path: str | Path, use_ema: bool = True) -> AudioDiff
     """
     checkpoint = read_training_checkpoint(ckpt_path)
     model = instantiate(checkpoint[CONFIG_KEY]["model"])
-    state = split_prefix(checkpoint["state_dict"], "model.")
-    if use_ema:
-        ema = split_prefix(checkpoint["state_dict"], "ema.module.")
-        if not ema:
-            raise ValueError(f"{ckpt_path} holds no EMA weights (ema.module.*); load it with use_ema=False")
-        state.update({f"dit.{k}": v for k, v in ema.items()})
-    load_strict(model, state, what=str(ckpt_path))
+    load_strict(model, model_state(checkpoint, use_ema, str(ckpt_path)), what=str(ckpt_path))
     return model.eval()
+
+
+def load_pretrained_weights(model: AudioDiffusionModel, source: str, use_ema: bool = True) -> AudioDiffusionModel:
+    """Load pre-trained weights into ``model`` (built from a preset) strictly, and return it.
+
+    ``source`` is an ``arc-train`` checkpoint (a ``.ckpt`` file; its EMA DiT with ``use_ema``) or an official
+    stable-audio-tools release (a local directory or hub id, e.g. ``stabilityai/stable-audio-open-small``).
+    A checkpoint of another architecture raises ``CheckpointMismatchError`` listing the differing keys.
+    """
+    if not source:
+        raise ValueError(
+            "no pre-trained weights given: set pretrained=<arc-train .ckpt, or a stable-audio-tools release "
+            "directory or hub id>"
+        )
+    path = Path(source).expanduser()
+    if path.suffix == ".ckpt" and not path.is_dir():
+        checkpoint = read_training_checkpoint(path)
+        load_strict(model, model_state(checkpoint, use_ema, str(path)), what=str(path))
+        return model
+    try:
+        weights = hub_file(source, "model.safetensors")
+    except FileNotFoundError:
+        weights = hub_file(source, "model.ckpt")
+    load_sat_state_dict(model, read_state_dict(weights))
+    return model

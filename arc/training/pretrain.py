@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from arc.flow import add_noise, randn, velocity_target
-from arc.models.conditioners import Conditioning
+from arc.models.conditioners import Conditioners, Conditioning
 from arc.models.wrapper import AudioDiffusionModel
 from arc.training.ema import EMA
 from arc.training.timesteps import time_shift, trunc_logit_normal
@@ -65,6 +65,34 @@ def step_generator(device: torch.device, *key: int) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed)
 
 
+def with_dit(model: AudioDiffusionModel, dit: nn.Module) -> AudioDiffusionModel:
+    """``model`` with another DiT (e.g. its EMA), sharing the conditioners and pretransform (no copy)."""
+    return AudioDiffusionModel(
+        model.conditioners, dit, model.pretransform, model.sample_size, model.diffusion_objective
+    )
+
+
+def batch_latents(model: AudioDiffusionModel, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clean latents (B, C, T) and their (B, T) real-frame mask, from pre-encoded latents or raw audio."""
+    if "latents" in batch:
+        x0 = batch["latents"]
+    else:
+        with torch.no_grad():
+            x0 = model.pretransform.encode(batch["audio"])
+    if "padding_mask" not in batch:
+        return x0, torch.ones(x0.shape[0], x0.shape[-1], dtype=torch.bool, device=x0.device)
+    return x0, latent_frame_mask(batch["padding_mask"], x0.shape[-1])
+
+
+def batch_conditioning(conditioners: Conditioners, batch: Batch, prompts: list[str] | None = None) -> Conditioning:
+    """The batch's prompts (or ``prompts`` instead) and durations -> DiT conditioning (``seconds_start`` too when
+    the conditioners have it)."""
+    numbers = {"seconds_total": batch["seconds_total"]}
+    if "seconds_start" in conditioners.numbers:
+        numbers["seconds_start"] = batch["seconds_start"]
+    return conditioners(batch["prompt"] if prompts is None else prompts, numbers)
+
+
 class FlowPretrainModule(L.LightningModule):
     """Rectified-flow pre-training of an ``AudioDiffusionModel``.
 
@@ -111,40 +139,17 @@ class FlowPretrainModule(L.LightningModule):
     def sampling_model(self, use_ema: bool = True) -> AudioDiffusionModel:
         """The model to sample from: the trained conditioners and pretransform with the EMA DiT (shared
         modules, no copy) or the raw model."""
-        if not use_ema:
-            return self.model
-        m = self.model
-        return AudioDiffusionModel(
-            m.conditioners, self.ema.module, m.pretransform, m.sample_size, m.diffusion_objective
-        )
+        return with_dit(self.model, self.ema.module) if use_ema else self.model
 
     # --- the objective ------------------------------------------------------------------------------------------
-
-    def latents(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Clean latents (B, C, T) and their (B, T) real-frame mask, from pre-encoded latents or raw audio."""
-        if "latents" in batch:
-            x0 = batch["latents"]
-        else:
-            with torch.no_grad():
-                x0 = self.model.pretransform.encode(batch["audio"])
-        if "padding_mask" not in batch:
-            return x0, torch.ones(x0.shape[0], x0.shape[-1], dtype=torch.bool, device=x0.device)
-        return x0, latent_frame_mask(batch["padding_mask"], x0.shape[-1])
-
-    def condition(self, batch: Batch) -> Conditioning:
-        """Prompts and durations -> DiT conditioning (seconds_start too when the model has that conditioner)."""
-        numbers = {"seconds_total": batch["seconds_total"]}
-        if "seconds_start" in self.model.conditioners.numbers:
-            numbers["seconds_start"] = batch["seconds_start"]
-        return self.model.conditioners(batch["prompt"], numbers)
 
     def flow_loss(self, batch: Batch, generator: torch.Generator) -> torch.Tensor:
         """The rectified-flow loss of one batch; every random draw comes from ``generator``."""
         # 1. clean latents and the mask of real frames
-        x0, frame_mask = self.latents(batch)
+        x0, frame_mask = batch_latents(self.model, batch)
         B, C, T = x0.shape
         # 2. conditioning from prompts and durations
-        cond = self.condition(batch)
+        cond = batch_conditioning(self.model.conditioners, batch)
         # 3. classifier-free-guidance dropout of the text tokens
         cond = drop_cross_attn_cond(cond, self.cfg_dropout, generator)
         # 4. times (most mass at high noise, optionally shifted by length), noise, noisy latents

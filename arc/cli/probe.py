@@ -1,0 +1,88 @@
+"""``arc-probe``: score tones models with the probe metrics and print one table row per run.
+
+arc-probe --run base <pretrain.ckpt> euler 50 3 --run arc <arc.ckpt> pingpong 8 1 --out outputs/demo
+
+Each run is ``LABEL CHECKPOINT SAMPLER STEPS CFG_SCALE`` (an ``arc-train`` checkpoint of a tones model, its EMA
+weights). Every run samples the same prompts from the same seeds; the clips go to ``OUT/LABEL/*.wav`` and the
+table to ``OUT/probes.md`` and ``OUT/probes.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from arc.audio_io import write_wav
+from arc.generate import SCHEDULES
+from arc.training.callbacks import probe_prompts, probe_samples
+from arc.training.checkpoints import load_trained_model
+
+COLUMNS = ("acc_waveform", "acc_pitch", "acc_envelope", "acc_pan", "acc_mean", "acc_all", "fd", "diversity")
+# what a random guess scores on each accuracy column (4 waveforms, 3 classes of the others)
+CHANCE = {"acc_waveform": 1 / 4, "acc_pitch": 1 / 3, "acc_envelope": 1 / 3, "acc_pan": 1 / 3}
+CHANCE |= {"acc_mean": sum(CHANCE.values()) / 4, "acc_all": 1 / 108}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="arc-probe", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--run",
+        nargs=5,
+        action="append",
+        required=True,
+        metavar=("LABEL", "CHECKPOINT", "SAMPLER", "STEPS", "CFG_SCALE"),
+        help="a model and how to sample it (repeat for several)",
+    )
+    parser.add_argument("--prompts", type=int, default=24, help="distinct tones captions to draw (of 108)")
+    parser.add_argument("--per-prompt", type=int, default=2, help="clips per caption (>= 2 for diversity)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=24)
+    parser.add_argument("--out", type=Path, default=Path("outputs/probes"))
+    return parser.parse_args(argv)
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """Rows of ``{"label", "sampler", "steps", "cfg_scale", <COLUMNS>}`` plus a chance row, as a markdown table."""
+    header = ["run", "sampler", "steps", "cfg", *COLUMNS, "wavs"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [row["label"], row["sampler"], str(row["steps"]), f"{row['cfg_scale']:g}"]
+        cells += [f"{row[c]:.3f}" for c in COLUMNS] + [row["wavs"]]
+        lines.append("| " + " | ".join(cells) + " |")
+    chance = ["chance", "", "", "", *(f"{CHANCE[c]:.3f}" if c in CHANCE else "" for c in COLUMNS), ""]
+    lines.append("| " + " | ".join(chance) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = parse_args(argv)
+    runs = []
+    for label, ckpt, sampler, steps, cfg_scale in args.run:
+        if sampler not in SCHEDULES:
+            raise SystemExit(f"run {label!r}: unknown sampler {sampler!r}; choose one of {sorted(SCHEDULES)}")
+        runs.append((label, Path(ckpt), sampler, int(steps), float(cfg_scale)))
+    prompts = [p for p in probe_prompts(args.prompts, args.seed) for _ in range(args.per_prompt)]
+    rows = []
+    for label, ckpt, sampler, steps, cfg_scale in runs:
+        model = load_trained_model(ckpt)
+        clips, report = probe_samples(
+            model, prompts, args.seed, sampler, steps, cfg_scale, args.batch_size, progress=True
+        )
+        wav_dir = args.out / label
+        for i, clip in enumerate(clips):
+            write_wav(wav_dir / f"{i:03d}.wav", torch.from_numpy(clip), model.sample_rate)
+        settings = {"label": label, "checkpoint": str(ckpt), "sampler": sampler, "steps": steps}
+        rows.append(settings | {"cfg_scale": cfg_scale, "wavs": str(wav_dir)} | report)
+    table = markdown_table(rows)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "probes.md").write_text(table + "\n")
+    (args.out / "probes.json").write_text(json.dumps({"prompts": prompts, "runs": rows}, indent=1) + "\n")
+    print(table)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

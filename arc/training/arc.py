@@ -1,0 +1,298 @@
+"""ARC post-training (SPEC 3): a generator G, initialised from a pre-trained flow model, and a discriminator D
+trained against each other with a relativistic adversarial loss, plus a contrastive loss that teaches D (and
+through D, G) to follow the prompt.
+
+Each training batch is either a discriminator step or a generator step (manual optimisation): with
+``d_steps_per_g_step = k`` the pattern is k D steps, then one G step, repeated. Every random draw of a step
+comes from a generator keyed by (seed, rank, step index), so a run resumed from a checkpoint draws exactly what
+the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping
+
+import lightning as L
+import torch
+from torch import nn
+
+from arc.flow import add_noise, denoise, randn
+from arc.losses import (
+    approx_r1r2_penalty,
+    contrastive_d_loss,
+    lsgan_d_loss,
+    lsgan_g_loss,
+    mismatched_prompts,
+    relativistic_d_loss,
+    relativistic_g_loss,
+)
+from arc.models.discriminator import Discriminator
+from arc.models.wrapper import AudioDiffusionModel
+from arc.training.ema import EMA
+from arc.training.pretrain import (
+    CONFIG_KEY,
+    Batch,
+    OptimizerFactory,
+    batch_conditioning,
+    batch_latents,
+    step_generator,
+    with_dit,
+)
+from arc.training.timesteps import logit_normal, logsnr_uniform
+
+log = logging.getLogger(__name__)
+
+# name -> (D loss, G loss) on paired (real, fake) score maps
+ADVERSARIAL_LOSSES = {
+    "relativistic": (relativistic_d_loss, relativistic_g_loss),
+    "lsgan": (lsgan_d_loss, lsgan_g_loss),
+}
+COUNTERS_KEY = "arc_step_counters"
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or infinite; training stops before the step is applied."""
+
+
+@contextlib.contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """Turn off ``requires_grad`` of ``module``'s parameters for the block, then restore each one's flag."""
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+def grad_norm(params: Iterable[nn.Parameter]) -> torch.Tensor:
+    """The global L2 norm of the parameters' gradients (0 when none has one)."""
+    norms = [p.grad.detach().norm() for p in params if p.grad is not None]
+    return torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros(())
+
+
+class ARCModule(L.LightningModule):
+    """Adversarial relativistic-contrastive post-training of an ``AudioDiffusionModel``.
+
+    Args:
+        model: the generator, with its pre-trained weights already loaded (``load_pretrained_weights``).
+        discriminator: a factory ``generator -> Discriminator`` (``arc.models.discriminator.discriminator_from``
+            as a Hydra ``_partial_``), called once on the pre-trained generator so that D starts from its trunk.
+        g_optimizer, d_optimizer: factories ``params -> Optimizer`` for G's and D's trainable parameters.
+        adversarial_loss: ``"relativistic"`` (ARC) or ``"lsgan"`` (the ablation).
+        contrastive_weight: lambda of D's contrastive loss (0 = the ablation without it).
+        r1r2_gamma, r1r2_sigma: weight and perturbation scale of the approximate R1/R2 penalty (gamma 0 = off).
+        d_steps_per_g_step: D updates between consecutive G updates.
+        gradient_clip_val: max global gradient norm of each network (0 = no clipping).
+        ema_decay: decay of the generator DiT's EMA, updated after each G step.
+        gen_logsnr: the range of log-SNR from which G's input noise level is drawn uniformly (SPEC 3.1).
+        seed: seeds every step's draws.
+        run_config: the resolved run config (plain containers), written into every checkpoint.
+    """
+
+    def __init__(
+        self,
+        model: AudioDiffusionModel,
+        discriminator: Callable[[AudioDiffusionModel], Discriminator] | None,
+        g_optimizer: OptimizerFactory,
+        d_optimizer: OptimizerFactory,
+        adversarial_loss: str = "relativistic",
+        contrastive_weight: float = 1.0,
+        r1r2_gamma: float = 0.0,
+        r1r2_sigma: float = 0.01,
+        d_steps_per_g_step: int = 1,
+        gradient_clip_val: float = 1.0,
+        ema_decay: float = 0.999,
+        gen_logsnr: tuple[float, float] = (-6.0, 2.0),
+        seed: int = 0,
+        run_config: dict | None = None,
+    ):
+        super().__init__()
+        if discriminator is None:
+            raise ValueError(
+                "ARC needs a discriminator: set module.discriminator (a discriminator_from node with exit_layer, "
+                "e.g. `module.discriminator.exit_layer=12` for SAO Small)"
+            )
+        if adversarial_loss not in ADVERSARIAL_LOSSES:
+            raise ValueError(
+                f"unknown adversarial_loss {adversarial_loss!r}; choose one of {list(ADVERSARIAL_LOSSES)}"
+            )
+        if d_steps_per_g_step < 1:
+            raise ValueError(f"d_steps_per_g_step must be >= 1, got {d_steps_per_g_step}")
+        if contrastive_weight < 0 or r1r2_gamma < 0 or r1r2_sigma <= 0 or gradient_clip_val < 0:
+            raise ValueError(
+                "contrastive_weight, r1r2_gamma and gradient_clip_val must be >= 0 and r1r2_sigma > 0, got "
+                f"{contrastive_weight}, {r1r2_gamma}, {gradient_clip_val}, {r1r2_sigma}"
+            )
+        if run_config is not None and not isinstance(run_config, dict):
+            raise TypeError(f"run_config must be a plain dict, got {type(run_config).__name__}")
+        self.automatic_optimization = False
+        self.model = model
+        self.discriminator = discriminator(model)
+        self.ema = EMA(model.dit, ema_decay)
+        self.g_optimizer_factory = g_optimizer
+        self.d_optimizer_factory = d_optimizer
+        self.d_loss_fn, self.g_loss_fn = ADVERSARIAL_LOSSES[adversarial_loss]
+        self.contrastive_weight = contrastive_weight
+        self.r1r2_gamma = r1r2_gamma
+        self.r1r2_sigma = r1r2_sigma
+        self.d_steps_per_g_step = d_steps_per_g_step
+        self.gradient_clip_val = gradient_clip_val
+        self.gen_logsnr = tuple(gen_logsnr)
+        self.seed = seed
+        self.run_config = run_config
+        self.g_steps = 0
+        self.d_steps = 0
+        self._warned_no_negatives = False
+
+    def sampling_model(self, use_ema: bool = True) -> AudioDiffusionModel:
+        """The generator to sample from (ping-pong, no CFG): with the EMA DiT or the raw one."""
+        return with_dit(self.model, self.ema.module) if use_ema else self.model
+
+    def generator_turn(self) -> bool:
+        """Whether the next update is G's: after every ``d_steps_per_g_step`` D updates comes one G update."""
+        return (self.g_steps + self.d_steps) % (self.d_steps_per_g_step + 1) == self.d_steps_per_g_step
+
+    # --- the two steps (SPEC 3, steps 1-7) -----------------------------------------------------------------------
+
+    def _fake_and_noised(
+        self, batch: Batch, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Steps 1-3: clean latents ``x0``, G's one-step estimate ``x0_fake`` (with gradients only if enabled), and
+        both re-noised with the same noise at the same level: ``(xs_real, xs_fake, s, x0)``."""
+        # 1. generator input: real latents noised at t, uniform in log-SNR over gen_logsnr
+        x0, _ = batch_latents(self.model, batch)
+        B = x0.shape[0]
+        cond = batch_conditioning(self.model.conditioners, batch)
+        t = logsnr_uniform(B, generator, *self.gen_logsnr).to(x0)
+        x_t = add_noise(x0, randn(x0.shape, generator, like=x0), t)
+        # 2. one-step generation: x0_fake = x_t - t G(x_t, t, c)
+        x0_fake = denoise(x_t, t, self.model.velocity(x_t, t, cond))
+        # 3. re-noise real and fake with the same noise n and the same level s ~ logit-normal
+        s = logit_normal(B, generator).to(x0)
+        noise = randn(x0.shape, generator, like=x0)
+        return add_noise(x0, noise, s), add_noise(x0_fake, noise, s), s, x0
+
+    def generator_step(self, batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """G's loss (step 4, G side): ``L_G`` on D's paired scores; D is frozen so gradients reach G only."""
+        with frozen(self.discriminator):
+            xs_real, xs_fake, s, _ = self._fake_and_noised(batch, generator)
+            d_cond = batch_conditioning(self.discriminator.conditioners, batch)
+            real = self.discriminator(xs_real, s, d_cond)
+            fake = self.discriminator(xs_fake, s, d_cond)
+            g_adv = self.g_loss_fn(real, fake)
+        return {"loss": g_adv, "g_adv": g_adv}
+
+    def discriminator_step(self, batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """D's loss (steps 4-6, D side): ``L_D + lambda L_C + gamma (R1 + R2) / 2``; G runs without gradients."""
+        with torch.no_grad():
+            xs_real, xs_fake, s, _ = self._fake_and_noised(batch, generator)
+        d_cond = batch_conditioning(self.discriminator.conditioners, batch)
+        # 4. adversarial loss on paired scores of the same items
+        real = self.discriminator(xs_real, s, d_cond)
+        fake = self.discriminator(xs_fake, s, d_cond)
+        d_adv = self.d_loss_fn(real, fake)
+        # 5. contrastive loss: real audio under its own prompt vs under another item's
+        contrastive = torch.zeros((), device=real.device)
+        if self.contrastive_weight > 0:
+            negatives, valid = mismatched_prompts(list(batch["prompt"]))
+            if not valid.any():
+                self._warn_no_negatives(len(negatives))
+            mismatched = self.discriminator(
+                xs_real, s, batch_conditioning(self.discriminator.conditioners, batch, negatives)
+            )
+            contrastive = contrastive_d_loss(real, mismatched, valid.to(real.device))
+        # 6. approximate R1 / R2 (finite differences)
+        r1r2 = torch.zeros((), device=real.device)
+        if self.r1r2_gamma > 0:
+            r1, r2 = approx_r1r2_penalty(
+                lambda x: self.discriminator(x, s, d_cond), xs_real, xs_fake, real, fake, self.r1r2_sigma, generator
+            )
+            r1r2 = self.r1r2_gamma * (r1 + r2) / 2
+        loss = d_adv + self.contrastive_weight * contrastive + r1r2
+        return {
+            "loss": loss,
+            "d_loss": d_adv,
+            "d_contrastive": contrastive,
+            "d_r1r2": r1r2,
+            "d_real_mean": real.mean(),
+            "d_fake_mean": fake.mean(),
+            "d_acc": (real > fake).float().mean(),
+        }
+
+    def _warn_no_negatives(self, batch_size: int) -> None:
+        if not self._warned_no_negatives:
+            log.warning(
+                "a batch of %d with no distinct prompts has no contrastive negatives: L_C is 0 for it (warned once)",
+                batch_size,
+            )
+            self._warned_no_negatives = True
+
+    # --- Lightning hooks ----------------------------------------------------------------------------------------
+
+    def training_step(self, batch: Batch, batch_idx: int) -> None:
+        g_opt, d_opt = self.optimizers()
+        generator = step_generator(self.device, self.seed, self.global_rank, self.g_steps + self.d_steps)
+        # 7. alternate: k D updates, then one G update
+        is_g = self.generator_turn()
+        net, opt = (self.model, g_opt) if is_g else (self.discriminator, d_opt)
+        losses = (self.generator_step if is_g else self.discriminator_step)(batch, generator)
+        bad = [name for name, value in losses.items() if not torch.isfinite(value).all()]
+        if bad:
+            raise NonFiniteLossError(
+                f"non-finite {', '.join(bad)} at {'G' if is_g else 'D'} step (G steps {self.g_steps}, D steps "
+                f"{self.d_steps}); the step was not applied. Resume from the last good checkpoint "
+                "(<run dir>/checkpoints/last.ckpt) with a lower learning rate or gradient clipping"
+            )
+        opt.zero_grad(set_to_none=True)
+        self.manual_backward(losses["loss"])
+        params = [p for p in net.parameters() if p.requires_grad]
+        norm = grad_norm(params)
+        if self.gradient_clip_val > 0:
+            self.clip_gradients(opt, gradient_clip_val=self.gradient_clip_val, gradient_clip_algorithm="norm")
+        opt.step()
+        prefix = "g" if is_g else "d"
+        if is_g:
+            self.ema.update(self.model.dit)
+            self.g_steps += 1
+        else:
+            self.d_steps += 1
+        B = len(batch["prompt"])
+        logged = {name: value.detach() for name, value in losses.items() if name != "loss"}
+        logged |= {f"{prefix}_grad_norm": norm, f"{prefix}_lr": opt.param_groups[0]["lr"]}
+        self.log_dict({f"train/{k}": v for k, v in logged.items()}, prog_bar=False, batch_size=B)
+        self.log_dict({"train/g_steps": float(self.g_steps), "train/d_steps": float(self.d_steps)}, batch_size=B)
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        # D's view of held-out data, with the same draws every epoch
+        generator = step_generator(self.device, self.seed, self.global_rank, batch_idx)
+        with torch.no_grad():
+            losses = self.discriminator_step(batch, generator)
+        B = len(batch["prompt"])
+        for name in ("d_loss", "d_acc", "d_contrastive"):
+            self.log(f"val/{name}", losses[name], sync_dist=True, batch_size=B)
+
+    def on_train_epoch_start(self) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if hasattr(datamodule, "set_epoch"):
+            datamodule.set_epoch(self.current_epoch)
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        g_params = [p for p in self.model.parameters() if p.requires_grad]
+        d_params = [p for p in self.discriminator.parameters() if p.requires_grad]
+        return [self.g_optimizer_factory(g_params), self.d_optimizer_factory(d_params)]
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[COUNTERS_KEY] = {"g_steps": self.g_steps, "d_steps": self.d_steps}
+        if self.run_config is not None:
+            checkpoint[CONFIG_KEY] = self.run_config
+
+    def on_load_checkpoint(self, checkpoint: Mapping) -> None:
+        if COUNTERS_KEY not in checkpoint:
+            raise ValueError(f"not an ARC checkpoint: it has no {COUNTERS_KEY!r} entry (G/D step counters)")
+        self.g_steps = checkpoint[COUNTERS_KEY]["g_steps"]
+        self.d_steps = checkpoint[COUNTERS_KEY]["d_steps"]
