@@ -105,7 +105,7 @@ class Discriminator(nn.Module):
 
 def discriminator_from(
     generator: AudioDiffusionModel,
-    exit_layer: int,
+    exit_layer: int | None,
     channels: int = 128,
     c_mults: tuple[int, ...] = (1, 2, 4),
     strides: tuple[int, ...] = (1, 2, 2),
@@ -113,6 +113,11 @@ def discriminator_from(
 ) -> Discriminator:
     """A discriminator initialised from a (pre-trained) generator: copies of its conditioners and DiT as the trunk,
     and a fresh ConvNeXt head of the trunk's width. The generator is not modified."""
+    if exit_layer is None:
+        raise ValueError(
+            f"the discriminator needs an exit layer: set module.discriminator.exit_layer to a block index in "
+            f"[0, {generator.dit.depth - 1}] (SAO Small: 12)"
+        )
     return Discriminator(
         copy.deepcopy(generator.conditioners),
         copy.deepcopy(generator.dit),
