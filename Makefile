@@ -20,9 +20,20 @@ install: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+# The embedded job (about 13 minutes on a 2-core CPU): tones pre-training -> ARC post-training -> a probe table
+# comparing the base model (Euler 50 steps + CFG, and ping-pong 8) with the ARC model (ping-pong 8), with WAVs.
+DEMO ?= outputs/demo
+DEMO_PRETRAIN_EPOCHS ?= 8
 demo: $(STAMP)
-	$(PY) -m arc.cli.sample --preset tiny --prompt "a low sine tone, steady, panned left" \
-		--prompt "a high square tone, pulsing, panned right" --num 2 --steps 8 --out outputs/demo
+	rm -rf $(DEMO)
+	$(VENV)/bin/arc-train experiment=tones_pretrain trainer.max_epochs=$(DEMO_PRETRAIN_EPOCHS) callbacks.probe=null \
+		hydra.run.dir=$(DEMO)/pretrain
+	$(VENV)/bin/arc-train experiment=tones_arc pretrained=$(DEMO)/pretrain/checkpoints/last.ckpt \
+		callbacks.pingpong1=null callbacks.pingpong2=null callbacks.pingpong4=null hydra.run.dir=$(DEMO)/arc
+	$(VENV)/bin/arc-probe --out $(DEMO)/probes \
+		--run base-euler50-cfg3 $(DEMO)/pretrain/checkpoints/last.ckpt euler 50 3 \
+		--run base-pingpong8 $(DEMO)/pretrain/checkpoints/last.ckpt pingpong 8 1 \
+		--run arc-pingpong8 $(DEMO)/arc/checkpoints/last.ckpt pingpong 8 1
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check arc tests scripts

@@ -1,11 +1,14 @@
 """arc-sample and arc-probe on a real (2-step) tones checkpoint: files, records, reproduction from the JSONL."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import soundfile as sf
 
-from arc.cli.probe import main as probe_main
-from arc.cli.sample import main as sample_main
+from arc.cli.probe import probe as probe_main
+from arc.cli.sample import sample as sample_main
 
 PROMPTS = ["a low sine tone, steady, panned left", "a high square tone, pulsing, panned right"]
 
@@ -41,3 +44,12 @@ def test_probe_table_scores_each_run_on_the_same_prompts(pretrained, tmp_path, c
     table = capsys.readouterr().out
     assert "| base | euler | 4 | 3 |" in table and "| chance |" in table
     assert json.loads((tmp_path / "probes.json").read_text())["runs"][1]["steps"] == 2
+
+
+def test_console_script_exits_zero(pretrained, tmp_path):
+    """Through the installed entry point, which exits with main()'s return value."""
+    script = Path(sys.executable).parent / "arc-sample"
+    args = ["--checkpoint", str(pretrained), "--prompt", PROMPTS[0], "--steps", "1", "--out", str(tmp_path)]
+    result = subprocess.run([str(script), *args], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "00000.wav").is_file()

@@ -57,7 +57,8 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
+def probe(argv: list[str] | None = None) -> list[dict]:
+    """Run the command line ``argv``; return one record per run."""
     args = parse_args(argv)
     runs = []
     for label, ckpt, sampler, steps, cfg_scale in args.run:
@@ -82,6 +83,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     (args.out / "probes.json").write_text(json.dumps({"prompts": prompts, "runs": rows}, indent=1) + "\n")
     print(table)
     return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    probe(argv)
 
 
 if __name__ == "__main__":

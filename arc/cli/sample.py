@@ -65,7 +65,8 @@ def read_prompts(args: argparse.Namespace) -> list[str]:
     return prompts
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
+def sample(argv: list[str] | None = None) -> list[dict]:
+    """Run the command line ``argv``; return one record per file."""
     args = parse_args(argv)
     model = load_model(args).to(args.device).eval()
     seconds = args.seconds if args.seconds is not None else model.max_seconds
@@ -98,6 +99,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
         f.writelines(json.dumps(r) + "\n" for r in records)
     print(f"wrote {len(records)} files and samples.jsonl to {args.out}")
     return records
+
+
+def main(argv: list[str] | None = None) -> None:
+    sample(argv)
 
 
 if __name__ == "__main__":
