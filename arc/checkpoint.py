@@ -263,22 +263,35 @@ def load_sat_state_dict(model: AudioDiffusionModel, state_dict: Mapping[str, tor
     extra = sorted(k for k in conditioners if k.split(".")[0] not in {"prompt", *model.conditioners.numbers})
     if extra:
         raise CheckpointMismatchError(f"unexpected conditioner keys: {', '.join(extra[:20])}")
+    load_sat_pretransform(model, state_dict)
+
+
+def load_sat_pretransform(model: AudioDiffusionModel, state_dict: Mapping[str, torch.Tensor]) -> None:
+    """Load the Oobleck VAE (``pretransform.model.*``) of a stable-audio-tools state dict, strictly."""
+    if not isinstance(model.pretransform, OobleckPretransform):
+        raise CheckpointMismatchError(
+            f"the checkpoint holds an Oobleck VAE but the model's pretransform is {type(model.pretransform).__name__}"
+        )
     vae = sat_oobleck_to_diffusers(
         split_prefix(state_dict, "pretransform.model."), len(model.pretransform.vae.config.downsampling_ratios)
     )
     load_strict(model.pretransform.vae, vae, "pretransform (Oobleck VAE)", prefix="pretransform.vae.")
 
 
+def sat_weights(repo_or_dir: str) -> StateDict:
+    """The state dict of a stable-audio-tools release: ``model.safetensors``, or ``model.ckpt`` if that is absent."""
+    try:
+        return read_state_dict(hub_file(repo_or_dir, "model.safetensors"))
+    except FileNotFoundError:
+        return read_state_dict(hub_file(repo_or_dir, "model.ckpt"))
+
+
 def load_stable_audio(repo_or_dir: str, t5_loader: T5Loader = pretrained_t5) -> AudioDiffusionModel:
     """An official stable-audio-tools release (e.g. ``stabilityai/stable-audio-open-small``): a local directory
     or hub id holding ``model_config.json`` and ``model.safetensors`` (``model.ckpt`` is used if that is absent)."""
     config = json.loads(hub_file(repo_or_dir, "model_config.json").read_text())
-    try:
-        weights = hub_file(repo_or_dir, "model.safetensors")
-    except FileNotFoundError:
-        weights = hub_file(repo_or_dir, "model.ckpt")
     model = model_from_sat_config(config, t5_loader)
-    load_sat_state_dict(model, read_state_dict(weights))
+    load_sat_state_dict(model, sat_weights(repo_or_dir))
     return model.eval()
 
 

@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 from arc.cli.train import instantiate_run, train
@@ -16,6 +18,7 @@ from arc.config import compose_config
 from arc.data.audio import collate
 from arc.data.tones import TonesDataset
 from arc.training.arc import NonFiniteLossError
+from arc.training.callbacks import AudioSamplesCallback
 from arc.training.checkpoints import load_trained_model
 from arc.training.pretrain import step_generator
 from tests.conftest import TINY_DATA
@@ -227,3 +230,14 @@ def test_two_process_cpu_ddp_run(pretrained, tmp_path):
     assert "world_size: 2" in result.stderr or "distributed_backend=gloo" in result.stderr
     model = load_trained_model(tmp_path / "checkpoints" / "last.ckpt")
     assert model.dit.depth == 8
+
+
+def test_audio_samples_callback_writes_wavs_of_the_generator(pretrained, tmp_path):
+    cfg = arc_config(pretrained, tmp_path, *NO_PROBES, "trainer.max_steps=2")
+    datamodule, module, trainer = instantiate_run(cfg)
+    trainer.callbacks.append(AudioSamplesCallback(["a low sine tone, steady, panned left", "rain"], steps=2))
+    trainer.fit(module, datamodule=datamodule)
+    wavs = sorted((tmp_path / "samples").glob("step*/*.wav"))
+    assert [w.name for w in wavs] == ["000.wav", "001.wav"]
+    audio, rate = sf.read(wavs[0])
+    assert rate == 8000 and audio.shape == (4096, 2) and np.abs(audio).max() > 0

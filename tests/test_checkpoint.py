@@ -15,10 +15,12 @@ from arc.checkpoint import (
     dit_from_diffusers_config,
     load_stable_audio,
     load_stable_audio_diffusers,
+    model_from_sat_config,
 )
 from arc.hub import MissingWeightsError
 from arc.models.conditioners import tiny_t5
 from arc.models.pretransforms import OobleckPretransform
+from arc.training.checkpoints import load_pretrained_vae, load_pretrained_weights
 from tests.official_layouts import sat_config, write_sat_checkpoint
 
 
@@ -242,3 +244,25 @@ def test_unsupported_config_is_named(tmp_path):
 def test_missing_local_files_explain_where_to_put_them(tmp_path):
     with pytest.raises(MissingWeightsError, match="must hold model_config.json"):
         load_stable_audio(str(tmp_path))
+
+
+def test_pretrained_vae_alone_loads_into_a_fresh_model(tmp_path):
+    cfg = sat_config()
+    state = write_sat_checkpoint(tmp_path, cfg)
+    model = model_from_sat_config(cfg, _t5_loader(64))
+    dit_before = {k: v.clone() for k, v in model.dit.state_dict().items()}
+    assert load_pretrained_vae(model, str(tmp_path)) is model
+    res = "pretransform.model.decoder.layers.1.layers.3.layers.1.weight_v"
+    assert torch.equal(model.pretransform.vae.decoder.block[0].res_unit2.conv1.weight_v, state[res])
+    assert all(torch.equal(v, model.dit.state_dict()[k]) for k, v in dit_before.items())  # the DiT is untouched
+
+
+def test_pretrained_weights_from_a_sat_release_load_the_whole_model(tmp_path):
+    cfg = sat_config()
+    state = write_sat_checkpoint(tmp_path, cfg)
+    model = load_pretrained_weights(model_from_sat_config(cfg, _t5_loader(64)), str(tmp_path))
+    assert torch.equal(
+        model.dit.layers[1].self_attn.to_qkv.weight, state["model.model.transformer.layers.1.self_attn.to_qkv.weight"]
+    )
+    with pytest.raises(ValueError, match="pretrained="):
+        load_pretrained_weights(model, None)

@@ -41,3 +41,11 @@ def test_fsdp_wraps_blocks_and_whole_dits():
     cfg = compose_config("train", ["experiment=sao_small_pretrain", "trainer=fsdp"])
     classes = [c.path for c in cfg.trainer.strategy.auto_wrap_policy.module_classes]
     assert classes == ["arc.models.transformer.TransformerBlock", "arc.models.dit.DiffusionTransformer"]
+
+
+def test_sao_small_pretrain_loads_the_official_vae_and_samples_audio():
+    cfg = compose_config("train", ["experiment=sao_small_pretrain"])
+    assert cfg.module.model._target_ == "arc.training.checkpoints.load_pretrained_vae"
+    assert cfg.module.model.source == "stabilityai/stable-audio-open-small"
+    samples = cfg.callbacks.samples
+    assert (samples.sampler, samples.steps, samples.cfg_scale) == ("euler", 100, 7.0)

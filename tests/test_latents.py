@@ -11,6 +11,8 @@ import soundfile as sf
 import torch
 
 from arc.cli.encode import main as encode_main
+from arc.cli.train import check_data_fits_model
+from arc.config import build_model
 from arc.data.audio import AudioTextDataset
 from arc.data.latents import LatentDataset, encode_to_shards, shard_name
 from arc.models.pretransforms import PatchPretransform
@@ -150,3 +152,17 @@ def test_encode_cli_end_to_end(tmp_path, capsys):
 
     encode_main([*args, "--skip-bad", "--shard-size", "2"])
     assert "0 shards written, 2 already complete" in capsys.readouterr().out
+
+
+def test_latents_of_another_patch_scale_are_refused(tmp_path):
+    manifest = write_manifest(tmp_path, [1024, 1024])
+    out = tmp_path / "latents"
+    args = ["--manifest", str(manifest), "--audio-root", str(tmp_path), "--out", str(out), "--patch-size", "64"]
+    encode_main([*args, "--sample-rate", str(SR), "--num-samples", "1024", "--patch-scale", "0.5"])
+
+    def model(scale: float):
+        return build_model("tiny", [f"model.pretransform.sample_rate={SR}", f"model.pretransform.scale={scale}"])
+
+    with pytest.raises(ValueError, match="re-encode"):
+        check_data_fits_model([LatentDataset(out)], model(0.26))
+    check_data_fits_model([LatentDataset(out)], model(0.5))

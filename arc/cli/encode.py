@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--patch-size", type=int, help="use the weightless PatchPretransform with this patch size")
     which.add_argument("--stable-audio", metavar="REPO_OR_DIR", help="use the Oobleck VAE of a Stable Audio model")
+    parser.add_argument("--patch-scale", type=float, default=1.0, help="with --patch-size: the latent scale")
     parser.add_argument("--skip-bad", action="store_true", help="drop and count unusable rows instead of failing")
     parser.add_argument("--shard-size", type=int, default=256, help="items per shard file")
     parser.add_argument("--batch-size", type=int, default=16, help="items per pretransform call")
@@ -31,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def load_pretransform(args: argparse.Namespace) -> Pretransform:
     if args.patch_size is not None:
-        return PatchPretransform(args.sample_rate, audio_channels=args.channels, patch_size=args.patch_size)
+        return PatchPretransform(args.sample_rate, args.channels, args.patch_size, scale=args.patch_scale)
     from arc.checkpoint import load_stable_audio  # pulls in the full model stack; only this branch needs it
 
     return load_stable_audio(args.stable_audio).pretransform

@@ -36,7 +36,7 @@ def shard_name(k: int) -> str:
     return f"shard-{k:05d}.pt"
 
 
-def describe_pretransform(pretransform: Pretransform) -> dict[str, str | int]:
+def describe_pretransform(pretransform: Pretransform) -> dict[str, str | int | float]:
     """What ``index.json`` records of the pretransform, to refuse resuming with a different one."""
     return {
         "class": type(pretransform).__name__,
@@ -44,6 +44,7 @@ def describe_pretransform(pretransform: Pretransform) -> dict[str, str | int]:
         "audio_channels": pretransform.audio_channels,
         "latent_channels": pretransform.latent_channels,
         "downsampling_ratio": pretransform.downsampling_ratio,
+        "scale": pretransform.scale,
     }
 
 

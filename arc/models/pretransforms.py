@@ -12,12 +12,13 @@ from torch import nn
 
 
 class Pretransform(nn.Module):
-    """Interface: ``encode(audio) -> latents``, ``decode(latents) -> audio`` and the four numbers below."""
+    """Interface: ``encode(audio) -> latents``, ``decode(latents) -> audio`` and the numbers below."""
 
     sample_rate: int
     audio_channels: int
     latent_channels: int
     downsampling_ratio: int
+    scale: float = 1.0  # latents are divided by it after encoding
 
     def encode(self, audio: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

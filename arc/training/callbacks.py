@@ -1,14 +1,17 @@
-"""Training callbacks: probe metrics of generated tones during validation (SPEC 8)."""
+"""Training callbacks: probe metrics of generated tones (SPEC 8), or generated audio, during validation."""
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from pathlib import Path
 
 import lightning as L
 import numpy as np
+from lightning.pytorch.loggers import TensorBoardLogger
 from tqdm.auto import tqdm
 
+from arc.audio_io import write_wav
 from arc.data.tones import ENVELOPES, PANS, PITCHES, WAVEFORMS, ToneAttributes, render_tone
 from arc.generate import SCHEDULES, generate
 from arc.models.wrapper import AudioDiffusionModel
@@ -126,3 +129,60 @@ def probe_samples(
         for i, p in enumerate(prompts)
     ]
     return clips, probe_report(clips, list(prompts), model.sample_rate, ref_audios=references)
+
+
+class AudioSamplesCallback(L.Callback):
+    """Every ``every_n_epochs`` validation epochs, rank 0 generates one clip per prompt (clip ``i`` from seed
+    ``seed + i``) and writes it to ``<run dir>/samples/step<global step>/<i>.wav``; with a TensorBoard logger the
+    clips (mono mix) are logged as audio too. For models without probe metrics (real data); the LightningModule
+    must provide ``sampling_model(use_ema)``.
+    """
+
+    def __init__(
+        self,
+        prompts: Sequence[str],
+        seconds: float | None = None,
+        sampler: str = "pingpong",
+        steps: int = 8,
+        cfg_scale: float = 1.0,
+        every_n_epochs: int = 1,
+        seed: int = 0,
+        use_ema: bool = True,
+    ):
+        super().__init__()
+        if not prompts:
+            raise ValueError("AudioSamplesCallback needs at least one prompt")
+        if sampler not in SCHEDULES:
+            raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(SCHEDULES)}")
+        if every_n_epochs < 1:
+            raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
+        self.prompts = list(prompts)
+        self.seconds = seconds
+        self.sampler = sampler
+        self.steps = steps
+        self.cfg_scale = cfg_scale
+        self.every_n_epochs = every_n_epochs
+        self.seed = seed
+        self.use_ema = use_ema
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        epoch = trainer.current_epoch + 1
+        due = epoch % self.every_n_epochs == 0 or epoch == trainer.max_epochs
+        if trainer.sanity_checking or not due or not trainer.is_global_zero:
+            return
+        model = pl_module.sampling_model(self.use_ema)
+        seconds = model.max_seconds if self.seconds is None else self.seconds
+        seeds = [self.seed + i for i in range(len(self.prompts))]
+        audio = generate(
+            model, self.prompts, [seconds] * len(self.prompts), seeds, self.steps, self.sampler, self.cfg_scale
+        )
+        audio = audio[:, :, : round(seconds * model.sample_rate)]
+        out = Path(trainer.default_root_dir) / "samples" / f"step{trainer.global_step:07d}"
+        for i, clip in enumerate(audio):
+            write_wav(out / f"{i:03d}.wav", clip, model.sample_rate)
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                for i, clip in enumerate(audio):
+                    logger.experiment.add_audio(
+                        f"samples/{i:03d}", clip.mean(dim=0, keepdim=True), trainer.global_step, model.sample_rate
+                    )

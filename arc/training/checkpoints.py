@@ -7,8 +7,7 @@ from pathlib import Path
 import torch
 from hydra.utils import instantiate
 
-from arc.checkpoint import load_sat_state_dict, load_strict, read_state_dict, split_prefix
-from arc.hub import hub_file
+from arc.checkpoint import load_sat_pretransform, load_sat_state_dict, load_strict, sat_weights, split_prefix
 from arc.models.wrapper import AudioDiffusionModel
 from arc.training.pretrain import CONFIG_KEY
 
@@ -69,9 +68,13 @@ def load_pretrained_weights(model: AudioDiffusionModel, source: str, use_ema: bo
         checkpoint = read_training_checkpoint(path)
         load_strict(model, model_state(checkpoint, use_ema, str(path)), what=str(path))
         return model
-    try:
-        weights = hub_file(source, "model.safetensors")
-    except FileNotFoundError:
-        weights = hub_file(source, "model.ckpt")
-    load_sat_state_dict(model, read_state_dict(weights))
+    load_sat_state_dict(model, sat_weights(source))
+    return model
+
+
+def load_pretrained_vae(model: AudioDiffusionModel, source: str) -> AudioDiffusionModel:
+    """Load only the Oobleck VAE of an official stable-audio-tools release (directory or hub id) into ``model``,
+    strictly, and return it: pre-training from scratch on latents encoded by that VAE (``arc-encode
+    --stable-audio``) then decodes its samples with the same VAE."""
+    load_sat_pretransform(model, sat_weights(source))
     return model
