@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy
 
 from arc.cli.train import instantiate_run, train
 from arc.config import compose_config
 from arc.data.audio import collate
 from arc.data.tones import TonesDataset
-from arc.training.arc import NonFiniteLossError
+from arc.training.arc import NonFiniteLossError, check_strategy
 from arc.training.callbacks import AudioSamplesCallback
 from arc.training.checkpoints import load_trained_model
 from arc.training.pretrain import step_generator
@@ -241,3 +242,11 @@ def test_audio_samples_callback_writes_wavs_of_the_generator(pretrained, tmp_pat
     assert [w.name for w in wavs] == ["000.wav", "001.wav"]
     audio, rate = sf.read(wavs[0])
     assert rate == 8000 and audio.shape == (4096, 2) and np.abs(audio).max() > 0
+
+
+def test_ddp_without_unused_parameter_search_and_fsdp_are_refused():
+    check_strategy(DDPStrategy(find_unused_parameters=True))
+    with pytest.raises(ValueError, match="trainer=ddp_arc"):
+        check_strategy(DDPStrategy())
+    with pytest.raises(ValueError, match="FSDP"):
+        check_strategy(FSDPStrategy())

@@ -180,3 +180,9 @@ def test_data_at_another_sample_rate_is_refused():
     check_data_fits_model([TonesDataset(2, model.sample_rate, model.sample_size)], model)
     with pytest.raises(ValueError, match="8000 Hz"):
         check_data_fits_model([TonesDataset(2, 8000, model.sample_size)], model)
+
+
+def test_tensorboard_logger_writes_event_files(tmp_path):
+    overrides = [*TINY_RUN, "~callbacks.probe", "logger=tensorboard", "trainer.max_steps=2"]
+    train(compose_config("train", [*overrides, f"paths.output_dir={tmp_path}"]))
+    assert list((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import lightning as L
 import torch
+from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, Strategy
 from torch import nn
 
 from arc.flow import add_noise, denoise, randn
@@ -73,6 +74,18 @@ def grad_norm(params: Iterable[nn.Parameter]) -> torch.Tensor:
     """The global L2 norm of the parameters' gradients (0 when none has one)."""
     norms = [p.grad.detach().norm() for p in params if p.grad is not None]
     return torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros(())
+
+
+def check_strategy(strategy: Strategy) -> None:
+    """ARC's steps each leave one network without gradients: DDP must look for unused parameters, and FSDP's
+    flattened parameters cannot be frozen one network at a time."""
+    if isinstance(strategy, FSDPStrategy):
+        raise ValueError("ARC post-training does not run under FSDP; use trainer=ddp_arc (SAO Small fits one GPU)")
+    if isinstance(strategy, DDPStrategy) and not strategy._ddp_kwargs.get("find_unused_parameters", False):
+        raise ValueError(
+            "ARC under DDP updates G and D in alternate steps, so each step leaves one network without gradients: "
+            "use trainer=ddp_arc (strategy ddp_find_unused_parameters_true)"
+        )
 
 
 class ARCModule(L.LightningModule):
@@ -275,6 +288,9 @@ class ARCModule(L.LightningModule):
         B = len(batch["prompt"])
         for name in ("d_loss", "d_acc", "d_contrastive"):
             self.log(f"val/{name}", losses[name], sync_dist=True, batch_size=B)
+
+    def setup(self, stage: str) -> None:
+        check_strategy(self.trainer.strategy)
 
     def on_train_epoch_start(self) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
