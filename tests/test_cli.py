@@ -5,10 +5,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
 import soundfile as sf
 
 from arc.cli.probe import probe as probe_main
 from arc.cli.sample import sample as sample_main
+from arc.data.audio import BadItemError
 
 PROMPTS = ["a low sine tone, steady, panned left", "a high square tone, pulsing, panned right"]
 
@@ -53,3 +56,31 @@ def test_console_script_exits_zero(pretrained, tmp_path):
     result = subprocess.run([str(script), *args], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "00000.wav").is_file()
+
+
+def test_audio_to_audio_starts_from_the_init_file(pretrained, tmp_path):
+    t = np.arange(44100) / 44100  # 1 s mono at 44.1 kHz: resampled to 8 kHz and duplicated to stereo
+    sf.write(tmp_path / "init.wav", 0.5 * np.sin(2 * np.pi * 220 * t), 44100)
+    common = ["--checkpoint", str(pretrained), "--prompt", PROMPTS[0], "--steps", "2"]
+    near = sample_main(
+        [*common, "--init-audio", str(tmp_path / "init.wav"), "--sigma-max", "0.05", "--out", str(tmp_path / "a")]
+    )
+    assert near[0]["sigma_max"] == 0.05 and near[0]["init_audio"].endswith("init.wav")
+    audio, _ = sf.read(near[0]["path"])
+    reference = 0.5 * np.sin(2 * np.pi * 220 * np.arange(4096) / 8000)
+    assert np.corrcoef(audio[:, 0], reference)[0, 1] > 0.9  # 5 % noise: still the init tone
+
+    with pytest.raises(SystemExit, match="--init-audio and --sigma-max"):
+        sample_main([*common, "--init-audio", str(tmp_path / "init.wav"), "--out", str(tmp_path / "b")])
+    with pytest.raises(BadItemError, match="missing.wav: file not found"):
+        sample_main(
+            [
+                *common,
+                "--init-audio",
+                str(tmp_path / "missing.wav"),
+                "--sigma-max",
+                "0.5",
+                "--out",
+                str(tmp_path / "c"),
+            ]
+        )

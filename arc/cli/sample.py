@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from arc.audio_io import write_wav
+from arc.data.audio import AudioTextDataset
 from arc.generate import SCHEDULES, generate
 from arc.models.wrapper import AudioDiffusionModel
 
@@ -36,6 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sampler", choices=sorted(SCHEDULES), default="pingpong")
     parser.add_argument("--cfg-scale", type=float, default=1.0)
     parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--init-audio", type=Path, help="audio-to-audio: a file to start from (needs --sigma-max < 1)")
+    parser.add_argument("--sigma-max", type=float, default=1.0, help="noise level to start at (1 = pure noise)")
     parser.add_argument("--out", type=Path, default=Path("outputs/samples"))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return parser.parse_args(argv)
@@ -55,6 +59,17 @@ def load_model(args: argparse.Namespace) -> AudioDiffusionModel:
     return load_stable_audio(args.stable_audio)
 
 
+def read_init_audio(path: Path, model: AudioDiffusionModel) -> torch.Tensor:
+    """(audio_channels, sample_size) init audio, read exactly as training audio is (``AudioTextDataset``: decoded,
+    resampled, channels mapped, cut or zero-padded from the start); a bad file is a ``BadItemError`` naming it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        manifest = Path(tmp) / "init.jsonl"
+        manifest.write_text(json.dumps({"path": str(path.resolve()), "caption": "init audio"}) + "\n")
+        channels = model.pretransform.audio_channels
+        dataset = AudioTextDataset(manifest, tmp, model.sample_rate, channels, model.sample_size, random_crop=False)
+        return dataset[0]["audio"]
+
+
 def read_prompts(args: argparse.Namespace) -> list[str]:
     if args.prompt is not None:
         return args.prompt
@@ -71,13 +86,22 @@ def sample(argv: list[str] | None = None) -> list[dict]:
     model = load_model(args).to(args.device).eval()
     seconds = args.seconds if args.seconds is not None else model.max_seconds
     model.check_seconds([seconds])
+    if not 0 < args.sigma_max <= 1:
+        raise SystemExit(f"--sigma-max must be in (0, 1], got {args.sigma_max}")
+    if (args.init_audio is not None) != (args.sigma_max < 1):
+        raise SystemExit("audio-to-audio takes both --init-audio and --sigma-max < 1 (e.g. 0.7), or neither")
+    init = None if args.init_audio is None else read_init_audio(args.init_audio, model).to(args.device)
     jobs = [(p, args.seed + k) for p in read_prompts(args) for k in range(args.num)]
     args.out.mkdir(parents=True, exist_ok=True)
     records = []
     for start in tqdm(range(0, len(jobs), args.batch_size), desc="arc-sample", unit="batch"):
         batch = jobs[start : start + args.batch_size]
         prompts, seeds = [p for p, _ in batch], [s for _, s in batch]
-        audio = generate(model, prompts, [seconds] * len(batch), seeds, args.steps, args.sampler, args.cfg_scale)
+        init_batch = None if init is None else init.expand(len(batch), -1, -1)
+        audio = generate(
+            model, prompts, [seconds] * len(batch), seeds, args.steps, args.sampler, args.cfg_scale,
+            sigma_max=args.sigma_max, init_audio=init_batch,
+        )  # fmt: skip
         for j, (prompt, seed) in enumerate(batch):
             index = start + j
             path = write_wav(
@@ -92,6 +116,8 @@ def sample(argv: list[str] | None = None) -> list[dict]:
                     "steps": args.steps,
                     "cfg_scale": args.cfg_scale,
                     "seconds": seconds,
+                    "sigma_max": args.sigma_max,
+                    "init_audio": None if args.init_audio is None else str(args.init_audio),
                     "path": str(path),
                 }
             )

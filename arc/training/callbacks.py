@@ -23,6 +23,13 @@ ALL_CAPTIONS = [
 ]
 
 
+def sampling_due(trainer: L.Trainer, every_n_epochs: int) -> bool:
+    """Whether this validation epoch samples: every ``every_n_epochs`` epochs and at the last, never in the sanity
+    check."""
+    epoch = trainer.current_epoch + 1
+    return not trainer.sanity_checking and (epoch % every_n_epochs == 0 or epoch == trainer.max_epochs)
+
+
 def probe_prompts(prompts: Sequence[str] | int, seed: int) -> list[str]:
     """``prompts`` itself (each checked to be a tones caption), or that many distinct captions drawn with
     ``seed`` from the 108 of the tones set."""
@@ -89,12 +96,8 @@ class ProbeSamplesCallback(L.Callback):
         self.batch_size = batch_size
         self.name = name
 
-    def _due(self, trainer: L.Trainer) -> bool:
-        epoch = trainer.current_epoch + 1
-        return epoch % self.every_n_epochs == 0 or epoch == trainer.max_epochs
-
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or not self._due(trainer):
+        if not sampling_due(trainer, self.every_n_epochs):
             return
         model = pl_module.sampling_model(self.use_ema)
         _, report = probe_samples(
@@ -166,9 +169,7 @@ class AudioSamplesCallback(L.Callback):
         self.use_ema = use_ema
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        epoch = trainer.current_epoch + 1
-        due = epoch % self.every_n_epochs == 0 or epoch == trainer.max_epochs
-        if trainer.sanity_checking or not due or not trainer.is_global_zero:
+        if not sampling_due(trainer, self.every_n_epochs) or not trainer.is_global_zero:
             return
         model = pl_module.sampling_model(self.use_ema)
         seconds = model.max_seconds if self.seconds is None else self.seconds
