@@ -47,6 +47,7 @@ def test_probe_table_scores_each_run_on_the_same_prompts(pretrained, tmp_path, c
     table = capsys.readouterr().out
     assert "| base | euler | 4 | 3 |" in table and "| chance |" in table
     assert json.loads((tmp_path / "probes.json").read_text())["runs"][1]["steps"] == 2
+    assert (tmp_path / "probes.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_console_script_exits_zero(pretrained, tmp_path):

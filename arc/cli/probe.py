@@ -4,7 +4,7 @@ arc-probe --run base <pretrain.ckpt> euler 50 3 --run arc <arc.ckpt> pingpong 8 
 
 Each run is ``LABEL CHECKPOINT SAMPLER STEPS CFG_SCALE`` (an ``arc-train`` checkpoint of a tones model, its EMA
 weights). Every run samples the same prompts from the same seeds; the clips go to ``OUT/LABEL/*.wav`` and the
-table to ``OUT/probes.md`` and ``OUT/probes.json``.
+table to ``OUT/probes.md``, ``OUT/probes.json`` and, as bars against chance, ``OUT/probes.png``.
 """
 
 from __future__ import annotations
@@ -82,7 +82,34 @@ def probe(argv: list[str] | None = None) -> list[dict]:
     (args.out / "probes.md").write_text(table + "\n")
     (args.out / "probes.json").write_text(json.dumps({"prompts": prompts, "runs": rows}, indent=1) + "\n")
     print(table)
+    print(f"plot: {plot_accuracies(rows, args.out / 'probes.png')}")
     return rows
+
+
+def plot_accuracies(rows: list[dict], path: Path) -> Path:
+    """Grouped bars of each run's attribute accuracies, chance marked per attribute; saved as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    attributes = ["acc_waveform", "acc_pitch", "acc_envelope", "acc_pan", "acc_mean"]
+    width = 0.8 / len(rows)
+    fig, ax = plt.subplots(figsize=(8, 3.5), layout="constrained")
+    for i, row in enumerate(rows):
+        offsets = [a + (i - (len(rows) - 1) / 2) * width for a in range(len(attributes))]
+        ax.bar(offsets, [row[a] for a in attributes], width, label=f"{row['label']} ({row['sampler']} {row['steps']})")
+    for a, name in enumerate(attributes):
+        ax.hlines(
+            CHANCE[name], a - 0.45, a + 0.45, colors="black", linestyles="dashed", label="chance" if a == 0 else None
+        )
+    ax.set_xticks(range(len(attributes)), [a.removeprefix("acc_") for a in attributes])
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("probe accuracy")
+    ax.legend(fontsize="small", loc="upper left")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def main(argv: list[str] | None = None) -> None:
