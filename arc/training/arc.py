@@ -51,6 +51,7 @@ ADVERSARIAL_LOSSES = {
     "lsgan": (lsgan_d_loss, lsgan_g_loss),
 }
 COUNTERS_KEY = "arc_step_counters"
+PROGRESS_BAR_KEYS = {"g_adv", "d_loss", "d_acc"}
 
 
 class NonFiniteLossError(RuntimeError):
@@ -277,7 +278,8 @@ class ARCModule(L.LightningModule):
         B = len(batch["prompt"])
         logged = {name: value.detach() for name, value in losses.items() if name != "loss"}
         logged |= {f"{prefix}_grad_norm": norm, f"{prefix}_lr": opt.param_groups[0]["lr"]}
-        self.log_dict({f"train/{k}": v for k, v in logged.items()}, prog_bar=False, batch_size=B)
+        for name, value in logged.items():
+            self.log(f"train/{name}", value, prog_bar=name in PROGRESS_BAR_KEYS, batch_size=B)
         self.log_dict({"train/g_steps": float(self.g_steps), "train/d_steps": float(self.d_steps)}, batch_size=B)
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
