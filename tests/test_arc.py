@@ -260,3 +260,11 @@ def test_multirun_sweep_over_the_contrastive_weight(pretrained, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     weights = [OmegaConf.load(tmp_path / run / ".hydra" / "config.yaml").loss.contrastive_weight for run in "01"]
     assert weights == [0.0, 1.0]
+
+
+def test_bf16_mixed_precision_run(pretrained, tmp_path):
+    """The autocast path of both steps (GPUs use it; CPU autocast runs bf16 too), with clipping and EMA."""
+    cfg = arc_config(pretrained, tmp_path, *NO_PROBES, "trainer.precision=bf16-mixed", "trainer.fast_dev_run=2")
+    metrics = train(cfg)
+    assert metrics["train/g_steps"] == metrics["train/d_steps"] == 1
+    assert all(torch.isfinite(torch.tensor(metrics[k])) for k in ("train/g_adv", "train/d_loss", "val/d_loss"))
