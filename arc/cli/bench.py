@@ -69,14 +69,15 @@ def _build(kind: str) -> tuple[torch.nn.Module, dict]:
 
 
 def _measure(kind: str, device: str, repeats: int, queue: mp.Queue) -> None:
+    cuda = device.startswith("cuda")
     torch.manual_seed(0)
     dit, inputs = _build(kind)
     dit = dit.to(device).eval()
     inputs = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
     params = sum(p.numel() for p in dit.parameters())
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     base = _rss_mib()
-    if device.startswith("cuda"):
+    if cuda:
         torch.cuda.reset_peak_memory_stats()
     times = []
     with torch.inference_mode():
@@ -87,7 +88,7 @@ def _measure(kind: str, device: str, repeats: int, queue: mp.Queue) -> None:
             sync()
             if i:  # the first call warms up
                 times.append(time.perf_counter() - start)
-    if device.startswith("cuda"):
+    if cuda:
         peak = torch.cuda.max_memory_allocated() / 2**20
     else:
         peak = (
@@ -160,6 +161,7 @@ def _measure_train_step(kind: str, experiment: str, batch_size: int, steps: int,
     from arc.data.module import AudioDataModule
     from arc.data.tones import TonesDataset
 
+    cuda = device.startswith("cuda")
     pretrain_exp, arc_exp = TRAIN_EXPERIMENTS[experiment]
     cfg = compose_config("train", [f"experiment={pretrain_exp if kind == 'pretrain' else arc_exp}"])
     if kind == "arc":
@@ -168,19 +170,19 @@ def _measure_train_step(kind: str, experiment: str, batch_size: int, steps: int,
     module = instantiate(cfg.module, _partial_=True)()
     model = module.model
     data = AudioDataModule(TonesDataset(batch_size * steps, model.sample_rate, model.sample_size), None, batch_size)
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     timer = _StepTimer(sync)
-    precision = "bf16-mixed" if device.startswith("cuda") else "32-true"
+    precision = "bf16-mixed" if cuda else "32-true"
     trainer = L.Trainer(
-        accelerator="gpu" if device.startswith("cuda") else "cpu", devices=1, precision=precision,
+        accelerator="gpu" if cuda else "cpu", devices=1, precision=precision,
         max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, callbacks=[timer], num_sanity_val_steps=0,
     )  # fmt: skip
     base = _rss_mib()
-    if device.startswith("cuda"):
+    if cuda:
         torch.cuda.reset_peak_memory_stats()
     trainer.fit(module, datamodule=data)
-    if device.startswith("cuda"):
+    if cuda:
         peak = torch.cuda.max_memory_allocated() / 2**20
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base

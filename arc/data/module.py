@@ -123,3 +123,11 @@ class AudioDataModule(L.LightningDataModule):
             if hasattr(dataset, "skipped"):
                 counts.update(dataset.skipped)
         return dict(counts)
+
+
+def set_datamodule_epoch(trainer: L.Trainer) -> None:
+    """Pass the trainer's epoch to its data module (random crops are seeded by epoch; a LightningDataModule has no
+    epoch hook of its own, so training modules call this from ``on_train_epoch_start``)."""
+    datamodule = getattr(trainer, "datamodule", None)
+    if hasattr(datamodule, "set_epoch"):
+        datamodule.set_epoch(trainer.current_epoch)

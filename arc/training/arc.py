@@ -19,6 +19,7 @@ import torch
 from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, Strategy
 from torch import nn
 
+from arc.data.module import set_datamodule_epoch
 from arc.flow import add_noise, denoise, randn
 from arc.losses import (
     approx_r1r2_penalty,
@@ -295,9 +296,7 @@ class ARCModule(L.LightningModule):
         check_strategy(self.trainer.strategy)
 
     def on_train_epoch_start(self) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if hasattr(datamodule, "set_epoch"):
-            datamodule.set_epoch(self.current_epoch)
+        set_datamodule_epoch(self.trainer)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         g_params = [p for p in self.model.parameters() if p.requires_grad]

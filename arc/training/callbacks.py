@@ -23,6 +23,14 @@ ALL_CAPTIONS = [
 ]
 
 
+def check_sampling(sampler: str, every_n_epochs: int) -> None:
+    """The settings every sampling callback shares: a known sampler, a positive period."""
+    if sampler not in SCHEDULES:
+        raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(SCHEDULES)}")
+    if every_n_epochs < 1:
+        raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
+
+
 def sampling_due(trainer: L.Trainer, every_n_epochs: int) -> bool:
     """Whether this validation epoch samples: every ``every_n_epochs`` epochs and at the last, never in the sanity
     check."""
@@ -79,13 +87,9 @@ class ProbeSamplesCallback(L.Callback):
         name: str = "probe",
     ):
         super().__init__()
-        if sampler not in SCHEDULES:
-            raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(SCHEDULES)}")
-        if per_prompt < 1 or every_n_epochs < 1 or batch_size < 1:
-            raise ValueError(
-                f"per_prompt, every_n_epochs and batch_size must be >= 1, got {per_prompt}, {every_n_epochs}, "
-                f"{batch_size}"
-            )
+        check_sampling(sampler, every_n_epochs)
+        if per_prompt < 1 or batch_size < 1:
+            raise ValueError(f"per_prompt and batch_size must be >= 1, got {per_prompt} and {batch_size}")
         self.prompts = [p for p in probe_prompts(prompts, seed) for _ in range(per_prompt)]
         self.every_n_epochs = every_n_epochs
         self.sampler = sampler
@@ -155,10 +159,7 @@ class AudioSamplesCallback(L.Callback):
         super().__init__()
         if not prompts:
             raise ValueError("AudioSamplesCallback needs at least one prompt")
-        if sampler not in SCHEDULES:
-            raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(SCHEDULES)}")
-        if every_n_epochs < 1:
-            raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
+        check_sampling(sampler, every_n_epochs)
         self.prompts = list(prompts)
         self.seconds = seconds
         self.sampler = sampler

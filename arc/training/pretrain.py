@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from arc.data.module import set_datamodule_epoch
 from arc.flow import add_noise, randn, velocity_target
 from arc.models.conditioners import Conditioners, Conditioning
 from arc.models.wrapper import AudioDiffusionModel
@@ -186,10 +187,7 @@ class FlowPretrainModule(L.LightningModule):
             self._ema_step = self.global_step
 
     def on_train_epoch_start(self) -> None:
-        # random crops are seeded by epoch; a DataModule has no epoch hook of its own
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if hasattr(datamodule, "set_epoch"):
-            datamodule.set_epoch(self.current_epoch)
+        set_datamodule_epoch(self.trainer)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer_factory([p for p in self.parameters() if p.requires_grad])
