@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -43,3 +45,33 @@ def randn(shape: tuple[int, ...], generator: Generators, like: torch.Tensor | No
             raise ValueError(f"{len(generator)} generators for a batch of {shape[0]}")
         noise = torch.stack([torch.randn(shape[1:], generator=g, device=g.device) for g in generator])
     return noise if like is None else noise.to(device=like.device, dtype=like.dtype)
+
+
+@dataclass(frozen=True)
+class TimeShift:
+    """stable-audio-tools' length-dependent ``DistributionShift``: longer latents are trained at more noise.
+
+    ``mu = -(base_shift + (max_shift - base_shift) (L - min_length) / (max_length - min_length))`` with
+    ``L = clamp(seq_len, min_length, max_length)``, then ``t' = 1 - e^mu / (e^mu + (1 / (1 - t) - 1))``,
+    computed as the equal ``t' = t / (t + e^mu (1 - t))``, which is finite at ``t = 1``. With ``mu < 0``,
+    ``t' >= t``; ``t' = t`` at 0 and 1, and the map is increasing in ``t``.
+
+    A model config's ``distribution_shift_options`` hold these fields. stable-audio-tools applies the shift to the
+    pre-training time draws (and to its training demos' Euler schedule); its ``sample_rf`` (generation) passes an
+    explicit logSNR schedule, so the shift never reaches generation, and arc's samplers do the same.
+    """
+
+    base_shift: float = 0.5
+    max_shift: float = 1.15
+    min_length: int = 256
+    max_length: int = 4096
+
+    def __post_init__(self):
+        if not self.min_length < self.max_length:
+            raise ValueError(f"min_length ({self.min_length}) must be below max_length ({self.max_length})")
+
+    def __call__(self, t: torch.Tensor, seq_len: int) -> torch.Tensor:
+        length = min(max(seq_len, self.min_length), self.max_length)
+        span = (length - self.min_length) / (self.max_length - self.min_length)
+        mu = -(self.base_shift + (self.max_shift - self.base_shift) * span)
+        return t / (t + math.exp(mu) * (1 - t))

@@ -7,10 +7,9 @@ from collections.abc import Sequence
 import torch
 from tqdm.auto import tqdm
 
+from arc.errors import InvalidInputError
 from arc.models.wrapper import AudioDiffusionModel
-from arc.sampling import SAMPLERS, guided_velocity, initial_latent, linear_timesteps, logsnr_timesteps
-
-SCHEDULES = {"pingpong": logsnr_timesteps, "euler": linear_timesteps}
+from arc.sampling import SAMPLERS, SCHEDULES, guided_velocity, initial_latent, sampling_defaults
 
 
 @torch.no_grad()
@@ -19,27 +18,35 @@ def generate(
     prompts: Sequence[str],
     seconds: Sequence[float],
     seeds: Sequence[int],
-    steps: int = 8,
-    sampler: str = "pingpong",
-    cfg_scale: float = 1.0,
+    steps: int | None = None,
+    sampler: str | None = None,
+    cfg_scale: float | None = None,
+    schedule: str = "logsnr",
     sigma_max: float = 1.0,
     init_audio: torch.Tensor | None = None,
     progress: bool = False,
 ) -> torch.Tensor:
     """Generate ``(B, audio_channels, sample_size)`` audio, item ``b`` from ``prompts[b]`` and ``seeds[b]``.
 
-    ``seconds`` conditions the model on each item's duration (the caller trims the output to it). Defaults are
-    ARC's: 8 ping-pong steps, no guidance. ``init_audio`` (B, C, sample_size) with ``sigma_max < 1`` is
-    audio-to-audio. Each item draws all its noise from its own seed, so a (prompt, seed) pair reproduces the
-    same audio in any batch.
+    ``seconds`` conditions the model on each item's duration (the caller trims the output to it). ``steps``,
+    ``sampler`` and ``cfg_scale`` default to the model's (``arc.sampling.sampling_defaults`` of its objective:
+    an ARC or ``rf_denoiser`` model takes 8 ping-pong steps without guidance). ``schedule`` is ``logsnr`` (the
+    reference's, for every sampler) or ``linear``. ``init_audio`` (B, C, sample_size) with ``sigma_max < 1`` is
+    audio-to-audio. Each item draws all its noise from its own seed, so a (prompt, seed) pair reproduces the same
+    audio in any batch.
     """
+    defaults = sampling_defaults(model.diffusion_objective)
+    sampler = defaults.sampler if sampler is None else sampler
+    steps = defaults.steps if steps is None else steps
+    cfg_scale = defaults.cfg_scale if cfg_scale is None else cfg_scale
     if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")
-    if model.diffusion_objective != "rectified_flow":
-        raise ValueError(f"arc's samplers need a rectified-flow model, this one is {model.diffusion_objective!r}")
+        raise InvalidInputError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")
+    if schedule not in SCHEDULES:
+        raise InvalidInputError(f"unknown schedule {schedule!r}; choose one of {sorted(SCHEDULES)}")
     if not len(prompts) == len(seconds) == len(seeds):
         raise ValueError(f"got {len(prompts)} prompts, {len(seconds)} durations and {len(seeds)} seeds")
     device = next(model.parameters()).device
+    ts = SCHEDULES[schedule](steps, sigma_max).to(device)
     cond = model.condition(prompts, seconds).to(device)
     generators = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds]
     x_init = None
@@ -47,7 +54,6 @@ def generate(
         if init_audio.shape[-1] != model.sample_size:
             raise ValueError(f"init_audio has {init_audio.shape[-1]} samples, the model makes {model.sample_size}")
         x_init = model.pretransform.encode(init_audio.to(device))
-    ts = SCHEDULES[sampler](steps, sigma_max).to(device)
     x = initial_latent((len(prompts), *model.latent_shape), sigma_max, generators, x_init)
     x = x.to(device)
     bar = tqdm(total=steps, desc=f"{sampler} x{steps}", disable=not progress, leave=False)

@@ -7,10 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from arc.errors import UserError
+
 T = TypeVar("T")
 
 
-class MissingWeightsError(FileNotFoundError):
+class MissingWeightsError(UserError, FileNotFoundError):
     """A pretrained file is neither at the given path nor in the local hub cache, and cannot be downloaded."""
 
 

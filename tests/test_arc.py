@@ -22,7 +22,7 @@ from arc.data.tones import TonesDataset
 from arc.training.arc import NonFiniteLossError, check_strategy
 from arc.training.callbacks import AudioSamplesCallback
 from arc.training.checkpoints import load_trained_model
-from arc.training.pretrain import step_generator
+from arc.training.steps import step_generator
 from tests.conftest import TINY_DATA
 
 NO_PROBES = ["~callbacks.pingpong8", "~callbacks.pingpong4", "~callbacks.pingpong2", "~callbacks.pingpong1"]
@@ -72,15 +72,20 @@ def test_generator_step_reaches_only_g_and_discriminator_step_only_d(pretrained,
     assert not any(_grads(module.model))
 
 
-def test_discriminator_starts_from_the_pretrained_trunk_and_owns_a_copy(pretrained, tmp_path):
+def test_discriminator_is_a_copy_of_the_trunk_up_to_the_exit_layer_only(pretrained, tmp_path):
     _, module, _ = instantiate_run(arc_config(pretrained, tmp_path, *NO_PROBES))
     g, d = module.model.dit.state_dict(), module.discriminator.trunk.state_dict()
-    assert all(torch.equal(g[k], d[k]) for k in g)
+    assert all(torch.equal(g[k], d[k]) for k in d)
     assert (
         module.model.dit.layers[0].self_attn.to_qkv.weight
         is not module.discriminator.trunk.layers[0].self_attn.to_qkv.weight
     )
-    assert len(module.discriminator.trunk.layers) == 8 and module.discriminator.exit_layer == 5
+    # exit after block 5 of 8: blocks 6 and 7 and the output layers are not copied
+    assert len(module.discriminator.trunk.layers) == 6 and module.discriminator.exit_layer == 5
+    assert set(g) - set(d) == {k for k in g if k.startswith(("layers.6.", "layers.7.", "project_out.", "postprocess"))}
+    d_params = {id(p) for p in module.discriminator.parameters()}
+    d_opt_params = {id(p) for group in module.configure_optimizers()[1].param_groups for p in group["params"]}
+    assert d_opt_params <= d_params
 
 
 def test_batch_of_one_has_no_contrastive_term_and_warns_once(pretrained, tmp_path, caplog):

@@ -14,7 +14,8 @@ from arc.models.conditioners import Conditioning
 from arc.training.callbacks import probe_prompts
 from arc.training.checkpoints import load_trained_model
 from arc.training.ema import EMA
-from arc.training.pretrain import FlowPretrainModule, drop_cross_attn_cond, latent_frame_mask, masked_mse
+from arc.training.pretrain import FlowPretrainModule, drop_cross_attn_cond, masked_mse
+from arc.training.steps import latent_frame_mask
 
 # tiny sizes on top of the experiment, so that a whole run takes seconds on a 2-core CPU
 TINY_RUN = [

@@ -4,7 +4,10 @@ import pytest
 import torch
 from scipy import integrate, stats
 
-from arc.training.timesteps import logit_normal, logsnr_uniform, time_shift, trunc_logit_normal
+from arc.flow import TimeShift
+from arc.training.timesteps import logit_normal, logsnr_uniform, trunc_logit_normal
+
+time_shift = TimeShift()  # stable-audio-tools' DistributionShift defaults
 
 N = 200_000
 LEFT = 0.075
@@ -91,4 +94,4 @@ def test_bad_arguments_are_rejected():
     with pytest.raises(ValueError, match="low"):
         logsnr_uniform(4, _gen(), low=2, high=-6)
     with pytest.raises(ValueError, match="min_length"):
-        time_shift(torch.rand(3), 100, min_length=10, max_length=5)
+        TimeShift(min_length=10, max_length=5)

@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
 def load_pretransform(args: argparse.Namespace) -> Pretransform:
     if args.patch_size is not None:
         return PatchPretransform(args.sample_rate, args.channels, args.patch_size, scale=args.patch_scale)
-    from arc.checkpoint import load_stable_audio  # pulls in the full model stack; only this branch needs it
+    from arc.releases import load_stable_audio  # pulls in the full model stack; only this branch needs it
 
     return load_stable_audio(args.stable_audio).pretransform
 

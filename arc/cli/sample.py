@@ -54,7 +54,7 @@ def load_model(args: argparse.Namespace) -> AudioDiffusionModel:
         from arc.training.checkpoints import load_trained_model
 
         return load_trained_model(args.checkpoint, use_ema=not args.no_ema)
-    from arc.checkpoint import load_stable_audio
+    from arc.releases import load_stable_audio
 
     return load_stable_audio(args.stable_audio)
 

@@ -27,6 +27,8 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from arc.errors import UserError
+
 log = logging.getLogger(__name__)
 
 SILENCE_PEAK = 1e-6  # a file whose peak |x| stays below this (-120 dBFS) is silent: nothing to learn from
@@ -40,7 +42,7 @@ TOO_MANY_CHANNELS = "too_many_channels"
 EMPTY_CAPTION = "empty_caption"
 
 
-class BadItemError(ValueError):
+class BadItemError(UserError, ValueError):
     """A manifest row that cannot become a training item; the message names the file, the row and the problem."""
 
     # ``reason`` has a default because DataLoader workers re-raise an exception as ``type(exc)(message)``.

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from transformers import ByT5Tokenizer, PreTrainedTokenizerBase, T5Config, T5EncoderModel
 
+from arc.errors import InvalidInputError
 from arc.hub import pretrained_or_explain
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ class T5Conditioner(nn.Module):
         """Token ids and attention mask, both (B, max_length) int64."""
         for i, prompt in enumerate(prompts):
             if not isinstance(prompt, str) or not prompt.strip():
-                raise ValueError(f"prompt {i} is empty ({prompt!r}): every item needs a text prompt")
+                raise InvalidInputError(f"prompt {i} is empty ({prompt!r}): every item needs a text prompt")
         lengths = [len(ids) for ids in self.tokenizer(list(prompts), truncation=False)["input_ids"]]
         too_long = [i for i, n in enumerate(lengths) if n > self.max_length]
         if too_long:

@@ -6,6 +6,7 @@ import copy
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
@@ -76,7 +77,8 @@ class Discriminator(nn.Module):
 
     Args:
         conditioners: D's own conditioners (a copy of the pretrained ones).
-        trunk: a DiT initialised from the pretrained generator; run up to ``exit_layer``.
+        trunk: a DiT trunk initialised from the pretrained generator (``DiffusionTransformer.trunk``): its blocks
+            up to ``exit_layer``, no output layers.
         head: the ConvNeXt head; its ``in_channels`` must be the trunk's width.
         exit_layer: 0-based index of the last trunk block used (SAO Small: 12, i.e. 13 of 16 blocks).
     """
@@ -97,6 +99,13 @@ class Discriminator(nn.Module):
         self.head = head
         self.exit_layer = exit_layer
 
+    def patch_mask(self, frame_mask: torch.Tensor, num_patches: int) -> torch.Tensor:
+        """(B, T) mask of real latent frames -> (B, 1, T') mask of the score patches: the tokens (the global token,
+        always real, then the frames) resampled to the patches by nearest neighbour, as stable-audio-tools
+        resamples padding masks."""
+        tokens = torch.cat([frame_mask.new_ones(frame_mask.shape[0], 1), frame_mask], dim=1)  # (B, T + 1)
+        return F.interpolate(tokens[:, None].float(), size=num_patches, mode="nearest") > 0.5
+
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         """Patch logits (B, 1, T') for noisy latents ``x`` (B, C, T) at level ``t`` (B,) under ``cond``."""
         hidden = self.trunk(x, t, cond.cross_attn_cond, cond.global_cond, exit_layer=self.exit_layer)
@@ -111,8 +120,9 @@ def discriminator_from(
     strides: tuple[int, ...] = (1, 2, 2),
     blocks_per_stage: int = 2,
 ) -> Discriminator:
-    """A discriminator initialised from a (pre-trained) generator: copies of its conditioners and DiT as the trunk,
-    and a fresh ConvNeXt head of the trunk's width. The generator is not modified."""
+    """A discriminator initialised from a (pre-trained) generator: copies of its conditioners and of its DiT up to
+    the exit layer (later blocks and the output layers are not copied: they would never get a gradient) as the
+    trunk, and a fresh ConvNeXt head of the trunk's width. The generator is not modified."""
     if exit_layer is None:
         raise ValueError(
             f"the discriminator needs an exit layer: set module.discriminator.exit_layer to a block index in "
@@ -120,7 +130,7 @@ def discriminator_from(
         )
     return Discriminator(
         copy.deepcopy(generator.conditioners),
-        copy.deepcopy(generator.dit),
+        generator.dit.trunk(exit_layer),
         ConvNeXtHead(generator.dit.embed_dim, channels, tuple(c_mults), tuple(strides), blocks_per_stage),
         exit_layer,
     )

@@ -8,6 +8,7 @@ conditioning tokens. Output is a velocity of the same shape as ``x``. Matches st
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -102,6 +103,17 @@ class DiffusionTransformer(nn.Module):
             nn.init.zeros_(block.ff.proj_out.weight)
             nn.init.zeros_(block.ff.proj_out.bias)
 
+    def trunk(self, exit_layer: int) -> DiffusionTransformer:
+        """A copy of this DiT's input layers and blocks ``0..exit_layer``, without the later blocks and the output
+        layers: what the ARC discriminator runs (``forward(..., exit_layer=exit_layer)`` gives its hidden states)."""
+        if not 0 <= exit_layer < self.depth:
+            raise ValueError(f"exit_layer must be in [0, {self.depth - 1}], got {exit_layer}")
+        trunk = copy.deepcopy(self)
+        trunk.layers = nn.ModuleList(trunk.layers[: exit_layer + 1])
+        trunk.depth = exit_layer + 1
+        trunk.project_out = trunk.postprocess_conv = None
+        return trunk
+
     def forward(
         self,
         x: torch.Tensor,
@@ -118,6 +130,8 @@ class DiffusionTransformer(nn.Module):
         """
         if exit_layer is not None and not 0 <= exit_layer < self.depth:
             raise ValueError(f"exit_layer must be in [0, {self.depth - 1}], got {exit_layer}")
+        if exit_layer is None and self.project_out is None:
+            raise ValueError(f"this DiT is a trunk without output layers: pass exit_layer={self.depth - 1}")
         if (global_cond is None) != (self.to_global_embed is None):
             raise ValueError("global_cond must be given exactly when the model has global_cond_dim > 0")
         B, C, T = x.shape

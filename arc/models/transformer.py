@@ -3,7 +3,7 @@
 Pre-norm blocks of self-attention (rotary positions, optional QK LayerNorm), cross-attention to the
 conditioning tokens and a SwiGLU feed-forward, as in stable-audio-tools' ``ContinuousTransformer``.
 Parameter names follow stable-audio-tools so that official checkpoints map onto them with a few renames
-(see ``arc.checkpoint``).
+(see ``arc.releases``).
 """
 
 from __future__ import annotations

@@ -7,9 +7,13 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from arc.errors import InvalidInputError
+from arc.flow import TimeShift
 from arc.models.conditioners import Conditioners, Conditioning
 from arc.models.dit import DiffusionTransformer
 from arc.models.pretransforms import Pretransform
+
+DIFFUSION_OBJECTIVES = ("rectified_flow", "rf_denoiser", "v")
 
 
 class AudioDiffusionModel(nn.Module):
@@ -20,8 +24,12 @@ class AudioDiffusionModel(nn.Module):
         dit: the diffusion transformer; ``io_channels`` must equal the pretransform's latent channels.
         pretransform: audio <-> latents.
         sample_size: audio samples the model generates (SAO Small: 524288, 11.89 s at 44.1 kHz).
-        diffusion_objective: ``rectified_flow`` (SAO Small, arc's samplers and training) or ``v`` (SAO 1.0's
-            cosine v-diffusion: loadable for comparison, not sampled by arc's flow samplers).
+        diffusion_objective: ``rectified_flow`` (a flow base model), ``rf_denoiser`` (the same network used as a
+            few-step denoiser: the Stable Audio Open Small release and arc's ARC checkpoints) or ``v`` (SAO 1.0's
+            cosine v-diffusion: loadable for comparison, not sampled by arc's flow samplers). The two flow
+            objectives differ only in how the model is sampled by default (``arc.sampling.sampling_defaults``).
+        time_shift: the length-dependent shift of pre-training times (a config's ``distribution_shift_options``),
+            or None; pre-training applies it, sampling does not (as in stable-audio-tools).
     """
 
     def __init__(
@@ -31,10 +39,11 @@ class AudioDiffusionModel(nn.Module):
         pretransform: Pretransform,
         sample_size: int,
         diffusion_objective: str = "rectified_flow",
+        time_shift: TimeShift | None = None,
     ):
         super().__init__()
-        if diffusion_objective not in ("rectified_flow", "v"):
-            raise ValueError(f"diffusion_objective must be 'rectified_flow' or 'v', got {diffusion_objective!r}")
+        if diffusion_objective not in DIFFUSION_OBJECTIVES:
+            raise ValueError(f"diffusion_objective must be one of {DIFFUSION_OBJECTIVES}, got {diffusion_objective!r}")
         if dit.io_channels != pretransform.latent_channels:
             raise ValueError(
                 f"dit.io_channels={dit.io_channels} but the pretransform makes {pretransform.latent_channels} channels"
@@ -52,6 +61,15 @@ class AudioDiffusionModel(nn.Module):
         self.pretransform = pretransform
         self.sample_size = sample_size
         self.diffusion_objective = diffusion_objective
+        self.time_shift = time_shift
+
+    def with_dit(self, dit: nn.Module, diffusion_objective: str | None = None) -> AudioDiffusionModel:
+        """This model with another DiT (e.g. its EMA) and optionally another objective, sharing the conditioners
+        and pretransform (no copy)."""
+        objective = self.diffusion_objective if diffusion_objective is None else diffusion_objective
+        return AudioDiffusionModel(
+            self.conditioners, dit, self.pretransform, self.sample_size, objective, self.time_shift
+        )
 
     @property
     def sample_rate(self) -> int:
@@ -69,7 +87,7 @@ class AudioDiffusionModel(nn.Module):
     def check_seconds(self, seconds: Sequence[float]) -> None:
         for s in seconds:
             if not 0 < s <= self.max_seconds + 1e-6:
-                raise ValueError(
+                raise InvalidInputError(
                     f"duration {s} s is outside (0, {self.max_seconds:.2f}] s, the longest this model generates "
                     f"({self.sample_size} samples at {self.sample_rate} Hz)"
                 )

@@ -11,6 +11,7 @@ the uninterrupted run would have.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
@@ -30,18 +31,12 @@ from arc.losses import (
     relativistic_d_loss,
     relativistic_g_loss,
 )
+from arc.models.conditioners import Conditioning
 from arc.models.discriminator import Discriminator
 from arc.models.wrapper import AudioDiffusionModel
+from arc.training.checkpoints import CONFIG_KEY
 from arc.training.ema import EMA
-from arc.training.pretrain import (
-    CONFIG_KEY,
-    Batch,
-    OptimizerFactory,
-    batch_conditioning,
-    batch_latents,
-    step_generator,
-    with_dit,
-)
+from arc.training.steps import Batch, OptimizerFactory, batch_conditioning, batch_latents, step_generator
 from arc.training.timesteps import logit_normal, logsnr_uniform
 
 log = logging.getLogger(__name__)
@@ -53,6 +48,9 @@ ADVERSARIAL_LOSSES = {
 }
 COUNTERS_KEY = "arc_step_counters"
 PROGRESS_BAR_KEYS = {"g_adv", "d_loss", "d_acc"}
+# What ARC makes of its generator: the same velocity network, sampled as a few-step denoiser (ping-pong, 8 steps,
+# no CFG), which stable-audio-tools calls the ``rf_denoiser`` objective.
+POST_TRAINED_OBJECTIVE = "rf_denoiser"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -90,8 +88,19 @@ def check_strategy(strategy: Strategy) -> None:
         )
 
 
+def post_trained_config(run_config: dict) -> dict:
+    """The run config to store in ARC checkpoints: a copy whose model has the ``rf_denoiser`` objective."""
+    stored = copy.deepcopy(run_config)
+    if isinstance(stored.get("model"), dict):
+        stored["model"]["diffusion_objective"] = POST_TRAINED_OBJECTIVE
+    return stored
+
+
 class ARCModule(L.LightningModule):
     """Adversarial relativistic-contrastive post-training of an ``AudioDiffusionModel``.
+
+    The post-trained generator is an ``rf_denoiser`` model: checkpoints record that objective, so that
+    ``load_trained_model`` and ``arc-sample`` sample it with ping-pong steps by default.
 
     Args:
         model: the generator, with its pre-trained weights already loaded (``load_pretrained_weights``).
@@ -103,7 +112,8 @@ class ARCModule(L.LightningModule):
         r1r2_gamma, r1r2_sigma: weight and perturbation scale of the approximate R1/R2 penalty (gamma 0 = off).
         d_steps_per_g_step: D updates between consecutive G updates.
         gradient_clip_val: max global gradient norm of each network (0 = no clipping).
-        ema_decay: decay of the generator DiT's EMA, updated after each G step.
+        ema_decay: decay of the generator DiT's EMA (its ceiling, with ``ema_warmup``), updated after each G step.
+        ema_warmup: ramp the EMA decay up from 0 as ema-pytorch does for stable-audio-tools (``warmup_decay``).
         gen_logsnr: the range of log-SNR from which G's input noise level is drawn uniformly (SPEC 3.1).
         seed: seeds every step's draws.
         run_config: the resolved run config (plain containers), written into every checkpoint.
@@ -122,6 +132,7 @@ class ARCModule(L.LightningModule):
         d_steps_per_g_step: int = 1,
         gradient_clip_val: float = 1.0,
         ema_decay: float = 0.999,
+        ema_warmup: bool = True,
         gen_logsnr: tuple[float, float] = (-6.0, 2.0),
         seed: int = 0,
         run_config: dict | None = None,
@@ -145,10 +156,12 @@ class ARCModule(L.LightningModule):
             )
         if run_config is not None and not isinstance(run_config, dict):
             raise TypeError(f"run_config must be a plain dict, got {type(run_config).__name__}")
+        if model.diffusion_objective not in ("rectified_flow", POST_TRAINED_OBJECTIVE):
+            raise ValueError(f"ARC post-trains rectified-flow models, this one is {model.diffusion_objective!r}")
         self.automatic_optimization = False
-        self.model = model
+        self.model = model.with_dit(model.dit, POST_TRAINED_OBJECTIVE)
         self.discriminator = discriminator(model)
-        self.ema = EMA(model.dit, ema_decay)
+        self.ema = EMA(model.dit, ema_decay, ema_warmup)
         self.g_optimizer_factory = g_optimizer
         self.d_optimizer_factory = d_optimizer
         self.d_loss_fn, self.g_loss_fn = ADVERSARIAL_LOSSES[adversarial_loss]
@@ -159,14 +172,14 @@ class ARCModule(L.LightningModule):
         self.gradient_clip_val = gradient_clip_val
         self.gen_logsnr = tuple(gen_logsnr)
         self.seed = seed
-        self.run_config = run_config
+        self.run_config = None if run_config is None else post_trained_config(run_config)
         self.g_steps = 0
         self.d_steps = 0
         self._warned_no_negatives = False
 
     def sampling_model(self, use_ema: bool = True) -> AudioDiffusionModel:
         """The generator to sample from (ping-pong, no CFG): with the EMA DiT or the raw one."""
-        return with_dit(self.model, self.ema.module) if use_ema else self.model
+        return self.model.with_dit(self.ema.module) if use_ema else self.model
 
     def generator_turn(self) -> bool:
         """Whether the next update is G's: after every ``d_steps_per_g_step`` D updates comes one G update."""
@@ -178,9 +191,10 @@ class ARCModule(L.LightningModule):
         self, batch: Batch, generator: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Steps 1-3: clean latents ``x0``, G's one-step estimate ``x0_fake`` (with gradients only if enabled), and
-        both re-noised with the same noise at the same level: ``(xs_real, xs_fake, s, x0)``."""
+        both re-noised with the same noise at the same level: ``(xs_real, xs_fake, s, frame_mask)``, the last the
+        (B, T) mask of real (unpadded) latent frames."""
         # 1. generator input: real latents noised at t, uniform in log-SNR over gen_logsnr
-        x0, _ = batch_latents(self.model, batch)
+        x0, frame_mask = batch_latents(self.model, batch)
         B = x0.shape[0]
         cond = batch_conditioning(self.model.conditioners, batch)
         t = logsnr_uniform(B, generator, *self.gen_logsnr).to(x0)
@@ -190,27 +204,28 @@ class ARCModule(L.LightningModule):
         # 3. re-noise real and fake with the same noise n and the same level s ~ logit-normal
         s = logit_normal(B, generator).to(x0)
         noise = randn(x0.shape, generator, like=x0)
-        return add_noise(x0, noise, s), add_noise(x0_fake, noise, s), s, x0
+        return add_noise(x0, noise, s), add_noise(x0_fake, noise, s), s, frame_mask
 
     def generator_step(self, batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """G's loss (step 4, G side): ``L_G`` on D's paired scores; D is frozen so gradients reach G only."""
         with frozen(self.discriminator):
-            xs_real, xs_fake, s, _ = self._fake_and_noised(batch, generator)
+            xs_real, xs_fake, s, frame_mask = self._fake_and_noised(batch, generator)
             d_cond = batch_conditioning(self.discriminator.conditioners, batch)
             real = self.discriminator(xs_real, s, d_cond)
             fake = self.discriminator(xs_fake, s, d_cond)
-            g_adv = self.g_loss_fn(real, fake)
+            g_adv = self.g_loss_fn(real, fake, self.discriminator.patch_mask(frame_mask, real.shape[-1]))
         return {"loss": g_adv, "g_adv": g_adv}
 
     def discriminator_step(self, batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """D's loss (steps 4-6, D side): ``L_D + lambda L_C + gamma (R1 + R2) / 2``; G runs without gradients."""
         with torch.no_grad():
-            xs_real, xs_fake, s, _ = self._fake_and_noised(batch, generator)
+            xs_real, xs_fake, s, frame_mask = self._fake_and_noised(batch, generator)
         d_cond = batch_conditioning(self.discriminator.conditioners, batch)
-        # 4. adversarial loss on paired scores of the same items
+        # 4. adversarial loss on paired scores of the same items, over the patches of real (unpadded) audio
         real = self.discriminator(xs_real, s, d_cond)
         fake = self.discriminator(xs_fake, s, d_cond)
-        d_adv = self.d_loss_fn(real, fake)
+        mask = self.discriminator.patch_mask(frame_mask, real.shape[-1])
+        d_adv = self.d_loss_fn(real, fake, mask)
         # 5. contrastive loss: real audio under its own prompt vs under another item's
         contrastive = torch.zeros((), device=real.device)
         if self.contrastive_weight > 0:
@@ -220,17 +235,15 @@ class ARCModule(L.LightningModule):
             mismatched = self.discriminator(
                 xs_real, s, batch_conditioning(self.discriminator.conditioners, batch, negatives)
             )
-            contrastive = contrastive_d_loss(real, mismatched, valid.to(real.device))
+            contrastive = contrastive_d_loss(real, mismatched, valid, mask)
         # 6. approximate R1 / R2 (finite differences)
         r1r2 = torch.zeros((), device=real.device)
         if self.r1r2_gamma > 0:
-            r1, r2 = approx_r1r2_penalty(
-                lambda x: self.discriminator(x, s, d_cond), xs_real, xs_fake, real, fake, self.r1r2_sigma, generator
-            )
-            r1r2 = self.r1r2_gamma * (r1 + r2) / 2
+            r1r2 = self.r1r2_gamma * self._r1r2(xs_real, xs_fake, real, fake, s, d_cond, mask, generator)
         loss = d_adv + self.contrastive_weight * contrastive + r1r2
         return {
             "loss": loss,
+            "d_total": loss,
             "d_loss": d_adv,
             "d_contrastive": contrastive,
             "d_r1r2": r1r2,
@@ -238,6 +251,29 @@ class ARCModule(L.LightningModule):
             "d_fake_mean": fake.mean(),
             "d_acc": (real > fake).float().mean(),
         }
+
+    def _r1r2(
+        self,
+        xs_real: torch.Tensor,
+        xs_fake: torch.Tensor,
+        real: torch.Tensor,
+        fake: torch.Tensor,
+        s: torch.Tensor,
+        d_cond: Conditioning,
+        mask: torch.Tensor,
+        generator: torch.Generator,
+    ) -> torch.Tensor:
+        """``(R1 + R2) / 2`` by finite differences (step 6). Under reduced-precision autocast the scores are
+        recomputed in float32, unperturbed and perturbed alike: bf16 logits carry 8 bits of mantissa, so their
+        differences at sigma 0.01 would be mostly rounding."""
+        score = lambda x: self.discriminator(x, s, d_cond)
+        precise = torch.is_autocast_enabled(real.device.type)
+        with torch.autocast(real.device.type, enabled=False) if precise else contextlib.nullcontext():
+            if precise:
+                xs_real, xs_fake = xs_real.float(), xs_fake.float()
+                real, fake = score(xs_real), score(xs_fake)
+            r1, r2 = approx_r1r2_penalty(score, xs_real, xs_fake, real, fake, self.r1r2_sigma, generator, mask)
+        return (r1 + r2) / 2
 
     def _warn_no_negatives(self, batch_size: int) -> None:
         if not self._warned_no_negatives:
@@ -281,7 +317,9 @@ class ARCModule(L.LightningModule):
         logged |= {f"{prefix}_grad_norm": norm, f"{prefix}_lr": opt.param_groups[0]["lr"]}
         for name, value in logged.items():
             self.log(f"train/{name}", value, prog_bar=name in PROGRESS_BAR_KEYS, batch_size=B)
-        self.log_dict({"train/g_steps": float(self.g_steps), "train/d_steps": float(self.d_steps)}, batch_size=B)
+        # G's updates are the length of an ARC run (trainer.max_steps counts D and G batches alike)
+        self.log("train/g_steps", float(self.g_steps), prog_bar=True, batch_size=B)
+        self.log("train/d_steps", float(self.d_steps), batch_size=B)
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         # D's view of held-out data, with the same draws every epoch

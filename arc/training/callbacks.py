@@ -13,9 +13,10 @@ from tqdm.auto import tqdm
 
 from arc.audio_io import write_wav
 from arc.data.tones import ENVELOPES, PANS, PITCHES, WAVEFORMS, ToneAttributes, render_tone
-from arc.generate import SCHEDULES, generate
+from arc.generate import generate
 from arc.models.wrapper import AudioDiffusionModel
 from arc.probes import probe_report
+from arc.sampling import SAMPLERS
 
 ALL_CAPTIONS = [
     ToneAttributes(waveform=w, pitch=p, envelope=e, pan=n).caption()
@@ -25,8 +26,8 @@ ALL_CAPTIONS = [
 
 def check_sampling(sampler: str, every_n_epochs: int) -> None:
     """The settings every sampling callback shares: a known sampler, a positive period."""
-    if sampler not in SCHEDULES:
-        raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(SCHEDULES)}")
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")
     if every_n_epochs < 1:
         raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
 
@@ -65,7 +66,7 @@ class ProbeSamplesCallback(L.Callback):
         prompts: tones captions, or how many to draw from the 108 with ``seed``.
         per_prompt: clips per prompt (>= 2 for the diversity metric).
         every_n_epochs: probe frequency.
-        sampler: ``"euler"`` or ``"pingpong"``; ``steps`` and ``cfg_scale`` as in ``arc.generate.generate``.
+        sampler: a name in ``arc.sampling.SAMPLERS``; ``steps`` and ``cfg_scale`` as in ``arc.generate.generate``.
         seed: seeds prompt choice, sampling noise and references.
         use_ema: sample with the EMA DiT (``FlowPretrainModule.sampling_model``) instead of the raw one.
         batch_size: clips generated per call.

@@ -7,9 +7,11 @@ from pathlib import Path
 import torch
 from hydra.utils import instantiate
 
-from arc.checkpoint import load_sat_pretransform, load_sat_state_dict, load_strict, sat_weights, split_prefix
 from arc.models.wrapper import AudioDiffusionModel
-from arc.training.pretrain import CONFIG_KEY
+from arc.releases import load_sat_pretransform, load_sat_state_dict, load_strict, sat_weights, split_prefix
+
+# The key under which a checkpoint carries the resolved run config (``load_trained_model`` rebuilds from it).
+CONFIG_KEY = "arc_config"
 
 
 def read_training_checkpoint(ckpt_path: str | Path) -> dict:
@@ -22,7 +24,7 @@ def read_training_checkpoint(ckpt_path: str | Path) -> dict:
         raise ValueError(
             f"{path} has no {CONFIG_KEY!r} entry, so the model cannot be rebuilt from it: it was not written by "
             "arc-train (FlowPretrainModule with run_config). For an official Stable Audio release use "
-            "arc.checkpoint.load_stable_audio"
+            "arc.releases.load_stable_audio"
         )
     return checkpoint
 

@@ -8,24 +8,19 @@ and the pretransform are frozen. An EMA of the DiT is kept for sampling.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 
 import lightning as L
-import numpy as np
 import torch
-from torch import nn
 
 from arc.data.module import set_datamodule_epoch
 from arc.flow import add_noise, randn, velocity_target
-from arc.models.conditioners import Conditioners, Conditioning
+from arc.models.conditioners import Conditioning
 from arc.models.wrapper import AudioDiffusionModel
+from arc.training.checkpoints import CONFIG_KEY
 from arc.training.ema import EMA
-from arc.training.timesteps import time_shift, trunc_logit_normal
-
-Batch = Mapping[str, torch.Tensor | list[str]]
-OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
-# The key under which a checkpoint carries the resolved run config (``load_trained_model`` rebuilds from it).
-CONFIG_KEY = "arc_config"
+from arc.training.steps import Batch, OptimizerFactory, batch_conditioning, batch_latents, step_generator
+from arc.training.timesteps import trunc_logit_normal
 
 
 def drop_cross_attn_cond(cond: Conditioning, p: float, generator: torch.Generator) -> Conditioning:
@@ -51,49 +46,6 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> 
     return ((pred.float() - target.float()) ** 2 * weight).sum() / denom
 
 
-def latent_frame_mask(padding_mask: torch.Tensor, num_frames: int) -> torch.Tensor:
-    """(B, N) per-sample mask -> (B, num_frames) per-frame mask; a frame is real if any of its samples is."""
-    B, N = padding_mask.shape
-    if N % num_frames:
-        raise ValueError(f"padding mask of {N} samples does not split into {num_frames} latent frames")
-    return padding_mask.reshape(B, num_frames, N // num_frames).any(dim=-1)
-
-
-def step_generator(device: torch.device, *key: int) -> torch.Generator:
-    """A generator on ``device`` seeded by the integers ``key`` (e.g. seed, rank, epoch, batch): each step's
-    draws are a pure function of where it is in training, so a resumed run draws what the original would have."""
-    seed = int(np.random.SeedSequence(list(key)).generate_state(1, dtype=np.uint64)[0] >> 1)
-    return torch.Generator(device=device).manual_seed(seed)
-
-
-def with_dit(model: AudioDiffusionModel, dit: nn.Module) -> AudioDiffusionModel:
-    """``model`` with another DiT (e.g. its EMA), sharing the conditioners and pretransform (no copy)."""
-    return AudioDiffusionModel(
-        model.conditioners, dit, model.pretransform, model.sample_size, model.diffusion_objective
-    )
-
-
-def batch_latents(model: AudioDiffusionModel, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-    """Clean latents (B, C, T) and their (B, T) real-frame mask, from pre-encoded latents or raw audio."""
-    if "latents" in batch:
-        x0 = batch["latents"]
-    else:
-        with torch.no_grad():
-            x0 = model.pretransform.encode(batch["audio"])
-    if "padding_mask" not in batch:
-        return x0, torch.ones(x0.shape[0], x0.shape[-1], dtype=torch.bool, device=x0.device)
-    return x0, latent_frame_mask(batch["padding_mask"], x0.shape[-1])
-
-
-def batch_conditioning(conditioners: Conditioners, batch: Batch, prompts: list[str] | None = None) -> Conditioning:
-    """The batch's prompts (or ``prompts`` instead) and durations -> DiT conditioning (``seconds_start`` too when
-    the conditioners have it)."""
-    numbers = {"seconds_total": batch["seconds_total"]}
-    if "seconds_start" in conditioners.numbers:
-        numbers["seconds_start"] = batch["seconds_start"]
-    return conditioners(batch["prompt"] if prompts is None else prompts, numbers)
-
-
 class FlowPretrainModule(L.LightningModule):
     """Rectified-flow pre-training of an ``AudioDiffusionModel``.
 
@@ -103,8 +55,8 @@ class FlowPretrainModule(L.LightningModule):
         optimizer: a factory ``params -> Optimizer`` (a Hydra ``_partial_: true`` node), given only parameters
             that require gradients.
         cfg_dropout: probability of zeroing an item's cross-attention tokens (classifier-free guidance).
-        ema_decay: decay of the DiT's EMA, updated once per optimiser step.
-        timestep_shift: apply the length-dependent ``time_shift`` to the sampled times.
+        ema_decay: decay of the DiT's EMA (its ceiling, with ``ema_warmup``), updated once per optimiser step.
+        ema_warmup: ramp the EMA decay up from 0 as ema-pytorch does for stable-audio-tools (``warmup_decay``).
         seed: seeds the per-step generators of times, noise and dropout (train and validation).
         run_config: the resolved run config as plain containers; written into every checkpoint under
             ``"arc_config"`` so that the checkpoint alone rebuilds the model.
@@ -116,7 +68,7 @@ class FlowPretrainModule(L.LightningModule):
         optimizer: OptimizerFactory,
         cfg_dropout: float = 0.1,
         ema_decay: float = 0.999,
-        timestep_shift: bool = False,
+        ema_warmup: bool = True,
         seed: int = 0,
         run_config: dict | None = None,
     ):
@@ -129,10 +81,9 @@ class FlowPretrainModule(L.LightningModule):
                 f"{type(run_config).__name__}: pass OmegaConf.to_container(cfg, resolve=True)"
             )
         self.model = model
-        self.ema = EMA(model.dit, ema_decay)
+        self.ema = EMA(model.dit, ema_decay, ema_warmup)
         self.optimizer_factory = optimizer
         self.cfg_dropout = cfg_dropout
-        self.timestep_shift = timestep_shift
         self.seed = seed
         self.run_config = run_config
         self._ema_step = 0
@@ -140,7 +91,7 @@ class FlowPretrainModule(L.LightningModule):
     def sampling_model(self, use_ema: bool = True) -> AudioDiffusionModel:
         """The model to sample from: the trained conditioners and pretransform with the EMA DiT (shared
         modules, no copy) or the raw model."""
-        return with_dit(self.model, self.ema.module) if use_ema else self.model
+        return self.model.with_dit(self.ema.module) if use_ema else self.model
 
     # --- the objective ------------------------------------------------------------------------------------------
 
@@ -153,10 +104,10 @@ class FlowPretrainModule(L.LightningModule):
         cond = batch_conditioning(self.model.conditioners, batch)
         # 3. classifier-free-guidance dropout of the text tokens
         cond = drop_cross_attn_cond(cond, self.cfg_dropout, generator)
-        # 4. times (most mass at high noise, optionally shifted by length), noise, noisy latents
+        # 4. times (most mass at high noise; shifted by length when the model's config has a shift), noise
         t = trunc_logit_normal(B, generator)
-        if self.timestep_shift:
-            t = time_shift(t, T)
+        if self.model.time_shift is not None:
+            t = self.model.time_shift(t, T)
         t = t.to(device=x0.device, dtype=x0.dtype)
         noise = randn((B, C, T), generator, like=x0)
         x_t = add_noise(x0, noise, t)

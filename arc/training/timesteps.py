@@ -35,28 +35,6 @@ def trunc_logit_normal(n: int, generator: torch.Generator, left: float = 0.075) 
     return 1 - (v - left) / (1 - left)
 
 
-def time_shift(
-    t: torch.Tensor,
-    seq_len: int,
-    base_shift: float = 0.5,
-    max_shift: float = 1.15,
-    min_length: int = 256,
-    max_length: int = 4096,
-) -> torch.Tensor:
-    """stable-audio-tools' length-dependent ``DistributionShift``: longer latents are trained at more noise.
-
-    ``mu = -(base_shift + (max_shift - base_shift) (L - min_length) / (max_length - min_length))`` with
-    ``L = clamp(seq_len, min_length, max_length)``, then ``t' = 1 - e^mu / (e^mu + (1 / (1 - t) - 1))``,
-    computed as the equal ``t' = t / (t + e^mu (1 - t))``, which is finite at ``t = 1``. With ``mu < 0``,
-    ``t' >= t``; ``t' = t`` at 0 and 1, and the map is increasing in ``t``.
-    """
-    if not min_length < max_length:
-        raise ValueError(f"min_length ({min_length}) must be below max_length ({max_length})")
-    length = min(max(seq_len, min_length), max_length)
-    mu = -(base_shift + (max_shift - base_shift) * (length - min_length) / (max_length - min_length))
-    return t / (t + math.exp(mu) * (1 - t))
-
-
 def logsnr_uniform(n: int, generator: torch.Generator, low: float = -6.0, high: float = 2.0) -> torch.Tensor:
     """``t = sigmoid(-lambda)`` with the log-SNR ``lambda = log((1 - t) / t) ~ U(low, high)``; (n,) in (0, 1)."""
     _check_n(n)

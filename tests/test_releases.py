@@ -9,7 +9,10 @@ from diffusers.models.embeddings import get_1d_rotary_pos_embed
 from diffusers.pipelines.stable_audio.modeling_stable_audio import StableAudioProjectionModel
 from safetensors.torch import save_file
 
-from arc.checkpoint import (
+from arc.hub import MissingWeightsError
+from arc.models.conditioners import tiny_t5
+from arc.models.pretransforms import OobleckPretransform
+from arc.releases import (
     CheckpointMismatchError,
     diffusers_dit_to_arc,
     dit_from_diffusers_config,
@@ -17,9 +20,6 @@ from arc.checkpoint import (
     load_stable_audio_diffusers,
     model_from_sat_config,
 )
-from arc.hub import MissingWeightsError
-from arc.models.conditioners import tiny_t5
-from arc.models.pretransforms import OobleckPretransform
 from arc.training.checkpoints import load_pretrained_vae, load_pretrained_weights
 from tests.official_layouts import sat_config, write_sat_checkpoint
 

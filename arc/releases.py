@@ -13,7 +13,9 @@ Files are read with safetensors or ``torch.load(weights_only=True)``: nothing ar
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -22,12 +24,15 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from arc.flow import TimeShift
 from arc.hub import hub_file
 from arc.models.conditioners import Conditioners, NumberConditioner, T5Conditioner, pretrained_t5
 from arc.models.dit import DiffusionTransformer
 from arc.models.pretransforms import OobleckPretransform, oobleck_vae
 from arc.models.transformer import rotary_frequencies
 from arc.models.wrapper import AudioDiffusionModel
+
+log = logging.getLogger(__name__)
 
 StateDict = dict[str, torch.Tensor]
 T5Loader = Callable[[str], tuple]
@@ -222,8 +227,30 @@ def oobleck_from_sat_config(config: Mapping, sample_rate: int) -> OobleckPretran
     )
 
 
+def time_shift_from_sat_config(diffusion: Mapping) -> TimeShift | None:
+    """``distribution_shift_options`` of a diffusion config (stable-audio-tools' ``DistributionShift`` arguments)."""
+    if diffusion.get("sampling_distribution_shift_options") is not None:
+        log.warning(
+            "the config's sampling_distribution_shift_options are not applied: public stable-audio-tools does "
+            "not read them, and its sample_rf uses the plain logSNR schedule (as arc does)"
+        )
+    options = diffusion.get("distribution_shift_options")
+    if options is None:
+        return None
+    options = dict(options)
+    if options.pop("use_sine", False):
+        raise ValueError("distribution_shift_options.use_sine is not supported by arc")
+    unknown = set(options) - {f.name for f in dataclasses.fields(TimeShift)}
+    if unknown:
+        raise ValueError(f"unsupported distribution_shift_options {sorted(unknown)}")
+    return TimeShift(**options)
+
+
 def model_from_sat_config(config: Mapping, t5_loader: T5Loader = pretrained_t5) -> AudioDiffusionModel:
-    """Build the model a stable-audio-tools ``model_config.json`` describes (``diffusion_cond`` with a DiT)."""
+    """Build the model a stable-audio-tools ``model_config.json`` describes (``diffusion_cond`` with a DiT).
+
+    The objective is the config's ``diffusion_objective`` (``rectified_flow``, ``rf_denoiser`` or ``v``, which
+    stable-audio-tools assumes when the key is absent); it decides how arc samples the model by default."""
     if config.get("model_type") != "diffusion_cond" or config["model"]["diffusion"].get("type") != "dit":
         raise ValueError("arc loads conditional DiT models (model_type 'diffusion_cond', diffusion type 'dit')")
     model_cfg = config["model"]
@@ -234,6 +261,7 @@ def model_from_sat_config(config: Mapping, t5_loader: T5Loader = pretrained_t5) 
         pretransform=pretransform,
         sample_size=config["sample_size"],
         diffusion_objective=model_cfg["diffusion"].get("diffusion_objective", "v"),
+        time_shift=time_shift_from_sat_config(model_cfg["diffusion"]),
     )
 
 
