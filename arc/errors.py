@@ -17,3 +17,7 @@ class InvalidInputError(UserError, ValueError):
 
 class NotACheckpointError(UserError, ValueError):
     """A file given as a checkpoint cannot be read as one (corrupt, truncated, or another kind of file)."""
+
+
+class MissingFileError(UserError, FileNotFoundError):
+    """A file or directory the user named does not exist."""

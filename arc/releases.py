@@ -16,16 +16,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import pickle
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
+from arc.errors import MissingFileError, NotACheckpointError, UserError
 from arc.flow import TimeShift
-from arc.hub import hub_file
+from arc.hub import MissingWeightsError, hub_file
 from arc.models.conditioners import Conditioners, NumberConditioner, T5Conditioner, pretrained_t5
 from arc.models.dit import DiffusionTransformer
 from arc.models.pretransforms import OobleckPretransform, oobleck_vae
@@ -38,7 +41,7 @@ StateDict = dict[str, torch.Tensor]
 T5Loader = Callable[[str], tuple]
 
 
-class CheckpointMismatchError(RuntimeError):
+class CheckpointMismatchError(UserError, RuntimeError):
     """A checkpoint does not fit the model built from its config: names the missing, unexpected, mis-shaped keys."""
 
 
@@ -67,12 +70,42 @@ def load_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], what:
     module.load_state_dict(state_dict, strict=True)
 
 
+def load_checkpoint_file(path: str | Path, expected: str) -> dict:
+    """``torch.load(path, weights_only=True)`` on the CPU, or a ``NotACheckpointError`` that names the file, says
+    what arc expected there (``expected``), and never suggests unsafe loading."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"{path} does not exist: expected {expected}")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        reason = (
+            "it holds objects other than tensors and plain containers"
+            if "weights_only" in str(err)
+            else ("it is not a PyTorch checkpoint")
+        )
+        raise NotACheckpointError(f"{path} is not a readable checkpoint ({reason}): expected {expected}") from err
+    except (RuntimeError, EOFError, OSError) as err:  # truncated zip, empty or non-zip file
+        raise NotACheckpointError(
+            f"{path} is not a readable checkpoint (truncated, corrupt or not a PyTorch file): expected {expected}"
+        ) from err
+    if not isinstance(blob, dict):
+        raise NotACheckpointError(f"{path} holds a {type(blob).__name__}, not a checkpoint dict: expected {expected}")
+    return blob
+
+
 def read_state_dict(path: str | Path) -> StateDict:
     """Tensors of a ``.safetensors`` or ``.ckpt``/``.pt`` file (a Lightning ``state_dict`` entry is unwrapped)."""
     path = Path(path)
+    expected = "a stable-audio-tools state dict (model.safetensors or model.ckpt)"
     if path.suffix == ".safetensors":
-        return load_file(str(path))
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            return load_file(str(path))
+        except SafetensorError as err:
+            raise NotACheckpointError(
+                f"{path} is not a readable safetensors file ({err}): expected {expected}"
+            ) from err
+    blob = load_checkpoint_file(path, expected)
     return blob.get("state_dict", blob)
 
 
@@ -309,9 +342,13 @@ def load_sat_pretransform(model: AudioDiffusionModel, state_dict: Mapping[str, t
 def sat_weights(repo_or_dir: str) -> StateDict:
     """The state dict of a stable-audio-tools release: ``model.safetensors``, or ``model.ckpt`` if that is absent."""
     try:
-        return read_state_dict(hub_file(repo_or_dir, "model.safetensors"))
-    except FileNotFoundError:
-        return read_state_dict(hub_file(repo_or_dir, "model.ckpt"))
+        path = hub_file(repo_or_dir, "model.safetensors")
+    except MissingWeightsError:
+        try:
+            path = hub_file(repo_or_dir, "model.ckpt")
+        except MissingWeightsError as err:
+            raise MissingWeightsError(f"{repo_or_dir}: neither model.safetensors nor model.ckpt ({err})") from err
+    return read_state_dict(path)
 
 
 def load_stable_audio(repo_or_dir: str, t5_loader: T5Loader = pretrained_t5) -> AudioDiffusionModel:

@@ -14,26 +14,37 @@ import torch
 from safetensors.torch import save_file
 
 
-def sat_config(dim=64, depth=2, heads=1, cond=64, latent=8, channels=16, c_mults=(1, 2), strides=(2, 4), qk="ln"):
-    """A stable-audio-tools ``model_config.json`` shaped like Stable Audio Open Small, at tiny size."""
+def sao_small_config(
+    dim=64, depth=2, heads=1, cond=64, latent=8, channels=16, c_mults=(1, 2), strides=(2, 4), qk="ln"
+):
+    """The ``model_config.json`` of the Stable Audio Open Small release (``stabilityai/stable-audio-open-small``),
+    with its widths scaled down for CPU tests (the arguments; the release's sizes are in the comments).
+
+    Sources: [A] the authors' SAO Small base config (GitHub ZacharyNovack/flash-foley, saos_base_model_config.json);
+    [R] the release's config as public code that reads it reports (objective rf_denoiser, sample_size 524288,
+    io_channels 64, 44.1 kHz); [S] stable-audio-tools' factory (the keys it reads and their defaults).
+    """
     return {
-        "model_type": "diffusion_cond",
-        "sample_size": 64 * 8,
-        "sample_rate": 44100,
-        "audio_channels": 2,
+        "model_type": "diffusion_cond",  # [A][S]
+        "sample_size": 64 * 8,  # release: 524288 [R][A] (256 latent frames; here 64 frames of a x8 VAE)
+        "sample_rate": 44100,  # [R][A]
+        "audio_channels": 2,  # [A]
         "model": {
             "pretransform": {
-                "type": "autoencoder",
+                "type": "autoencoder",  # [A]
+                "iterate_batch": False,  # [A]
+                "model_half": True,  # [A]
                 "config": {
                     "encoder": {
-                        "type": "oobleck",
+                        "type": "oobleck",  # [A]
+                        "requires_grad": False,  # [A]
                         "config": {
                             "in_channels": 2,
-                            "channels": channels,
-                            "c_mults": list(c_mults),
-                            "strides": list(strides),
-                            "latent_dim": 2 * latent,
-                            "use_snake": True,
+                            "channels": channels,  # release: 128 [A]
+                            "c_mults": list(c_mults),  # release: [1, 2, 4, 8, 16] [A]
+                            "strides": list(strides),  # release: [2, 4, 4, 8, 8] [A]
+                            "latent_dim": 2 * latent,  # release: 128 [A]
+                            "use_snake": True,  # [A]
                         },
                     },
                     "decoder": {
@@ -43,41 +54,45 @@ def sat_config(dim=64, depth=2, heads=1, cond=64, latent=8, channels=16, c_mults
                             "channels": channels,
                             "c_mults": list(c_mults),
                             "strides": list(strides),
-                            "latent_dim": latent,
+                            "latent_dim": latent,  # release: 64 [A]
                             "use_snake": True,
-                            "final_tanh": False,
+                            "final_tanh": False,  # [A]
                         },
                     },
-                    "bottleneck": {"type": "vae"},
-                    "latent_dim": latent,
-                    "downsampling_ratio": 8,
-                    "io_channels": 2,
+                    "bottleneck": {"type": "vae"},  # [A]
+                    "latent_dim": latent,  # release: 64 [A]
+                    "downsampling_ratio": 8,  # release: 2048 [A]
+                    "io_channels": 2,  # [A]
                 },
             },
             "conditioning": {
                 "configs": [
-                    {"id": "prompt", "type": "t5", "config": {"t5_model_name": "t5-base", "max_length": 16}},
+                    # T5-base, 64 tokens [A]; the test's T5 loader stands in for t5-base
+                    {"id": "prompt", "type": "t5", "config": {"t5_model_name": "t5-base", "max_length": 64}},
+                    # seconds_total only, range [0, 256] [A] (no seconds_start, unlike SAO 1.0)
                     {"id": "seconds_total", "type": "number", "config": {"min_val": 0, "max_val": 256}},
                 ],
-                "cond_dim": cond,
+                "cond_dim": cond,  # release: 768 [A]
             },
             "diffusion": {
-                "cross_attention_cond_ids": ["prompt", "seconds_total"],
-                "global_cond_ids": ["seconds_total"],
-                "diffusion_objective": "rectified_flow",
-                "type": "dit",
+                "cross_attention_cond_ids": ["prompt", "seconds_total"],  # [A]
+                "global_cond_ids": ["seconds_total"],  # [A]
+                "diffusion_objective": "rf_denoiser",  # the release is the post-trained few-step model [R]
+                # [A]'s base model; whether the release keeps it is not verified (generation ignores it [S])
+                "distribution_shift_options": {"min_length": 256, "max_length": 4096},
+                "type": "dit",  # [A]
                 "config": {
-                    "io_channels": latent,
-                    "embed_dim": dim,
-                    "depth": depth,
-                    "num_heads": heads,
-                    "cond_token_dim": cond,
-                    "global_cond_dim": cond,
-                    "transformer_type": "continuous_transformer",
-                    "attn_kwargs": {"qk_norm": qk},
+                    "io_channels": latent,  # release: 64 [R][A]
+                    "embed_dim": dim,  # release: 1024 [A]
+                    "depth": depth,  # release: 16 [A]
+                    "num_heads": heads,  # release: 8 [A]
+                    "cond_token_dim": cond,  # release: 768 [A]
+                    "global_cond_dim": cond,  # release: 768 [A]
+                    "transformer_type": "continuous_transformer",  # [A]
+                    "attn_kwargs": {"qk_norm": qk},  # "ln" [A]
                 },
             },
-            "io_channels": latent,
+            "io_channels": latent,  # release: 64 [A]
         },
     }
 
@@ -191,8 +206,12 @@ def random_state_dict(shapes: dict[str, tuple[int, ...]], seed: int = 0) -> dict
     return out
 
 
-def write_sat_checkpoint(directory: Path, cfg: dict, seed: int = 0, drop: str | None = None) -> dict:
-    """``model_config.json`` + ``model.safetensors`` as stable-audio-tools releases them; returns the tensors."""
+def write_sat_checkpoint(
+    directory: Path, cfg: dict, seed: int = 0, drop: str | None = None, filename: str = "model.safetensors"
+) -> dict:
+    """``model_config.json`` + the weights as stable-audio-tools releases them (``model.safetensors``, or
+    ``model.ckpt``: a ``torch.save``d ``{"state_dict": ...}``, the file the SAO Small release ships); returns the
+    tensors."""
     cond = cfg["model"]["conditioning"]["cond_dim"]
     shapes = {**sat_dit_shapes(cfg), **sat_oobleck_shapes(cfg), **sat_number_shapes("seconds_total", cond)}
     state = random_state_dict(shapes, seed)
@@ -200,5 +219,10 @@ def write_sat_checkpoint(directory: Path, cfg: dict, seed: int = 0, drop: str | 
         state.pop(drop)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "model_config.json").write_text(json.dumps(cfg))
-    save_file(state, str(directory / "model.safetensors"))
+    if filename == "model.safetensors":
+        save_file(state, str(directory / filename))
+    elif filename == "model.ckpt":
+        torch.save({"state_dict": state}, directory / filename)
+    else:
+        raise ValueError(f"releases ship model.safetensors or model.ckpt, not {filename}")
     return state

@@ -21,7 +21,7 @@ from arc.releases import (
     model_from_sat_config,
 )
 from arc.training.checkpoints import load_pretrained_vae, load_pretrained_weights
-from tests.official_layouts import sat_config, write_sat_checkpoint
+from tests.official_layouts import sao_small_config, write_sat_checkpoint
 
 
 def _t5_loader(width):
@@ -175,7 +175,7 @@ def test_diffusers_layout_with_a_missing_component_names_the_file(tmp_path):
 
 
 def test_sat_layout_loads_strictly(tmp_path):
-    cfg = sat_config()
+    cfg = sao_small_config()
     state = write_sat_checkpoint(tmp_path, cfg)
     model = load_stable_audio(str(tmp_path), t5_loader=_t5_loader(64))
     assert model.sample_size == 512 and model.sample_rate == 44100 and model.dit.depth == 2
@@ -201,14 +201,14 @@ def test_sat_layout_loads_strictly(tmp_path):
 
 
 def test_sat_layout_with_a_missing_key_names_it(tmp_path):
-    write_sat_checkpoint(tmp_path, sat_config(), drop="model.model.transformer.layers.0.self_attn.to_out.weight")
+    write_sat_checkpoint(tmp_path, sao_small_config(), drop="model.model.transformer.layers.0.self_attn.to_out.weight")
     with pytest.raises(CheckpointMismatchError, match=r"1 missing keys: dit\.layers\.0\.self_attn\.to_out\.weight"):
         load_stable_audio(str(tmp_path), t5_loader=_t5_loader(64))
 
 
 def test_sat_checkpoint_of_the_wrong_size_is_a_clear_error(tmp_path):
-    write_sat_checkpoint(tmp_path, sat_config(dim=64))
-    cfg = sat_config(dim=128, heads=2)  # the config says 128 wide, the weights are 64 wide (same head width)
+    write_sat_checkpoint(tmp_path, sao_small_config(dim=64))
+    cfg = sao_small_config(dim=128, heads=2)  # the config says 128 wide, the weights are 64 wide (same head width)
     (tmp_path / "model_config.json").write_text(json.dumps(cfg))
     with pytest.raises(
         CheckpointMismatchError,
@@ -218,7 +218,7 @@ def test_sat_checkpoint_of_the_wrong_size_is_a_clear_error(tmp_path):
 
 
 def test_sat_unknown_keys_are_reported(tmp_path):
-    state = write_sat_checkpoint(tmp_path, sat_config())
+    state = write_sat_checkpoint(tmp_path, sao_small_config())
     state["model.model.transformer.layers.0.self_attn.extra.weight"] = torch.zeros(1)
     save_file(state, str(tmp_path / "model.safetensors"))
     with pytest.raises(CheckpointMismatchError, match="1 unexpected keys: dit.layers.0.self_attn.extra.weight"):
@@ -226,7 +226,7 @@ def test_sat_unknown_keys_are_reported(tmp_path):
 
 
 def test_sat_ckpt_file_is_read_without_unpickling_objects(tmp_path):
-    state = write_sat_checkpoint(tmp_path, sat_config())
+    state = write_sat_checkpoint(tmp_path, sao_small_config())
     (tmp_path / "model.safetensors").unlink()
     torch.save({"state_dict": state}, tmp_path / "model.ckpt")
     model = load_stable_audio(str(tmp_path), t5_loader=_t5_loader(64))
@@ -234,7 +234,7 @@ def test_sat_ckpt_file_is_read_without_unpickling_objects(tmp_path):
 
 
 def test_unsupported_config_is_named(tmp_path):
-    cfg = sat_config()
+    cfg = sao_small_config()
     cfg["model"]["diffusion"]["config"]["adaln_whatever"] = True
     write_sat_checkpoint(tmp_path, cfg)
     with pytest.raises(ValueError, match="unsupported DiT config keys \\['adaln_whatever'\\]"):
@@ -247,7 +247,7 @@ def test_missing_local_files_explain_where_to_put_them(tmp_path):
 
 
 def test_pretrained_vae_alone_loads_into_a_fresh_model(tmp_path):
-    cfg = sat_config()
+    cfg = sao_small_config()
     state = write_sat_checkpoint(tmp_path, cfg)
     model = model_from_sat_config(cfg, _t5_loader(64))
     dit_before = {k: v.clone() for k, v in model.dit.state_dict().items()}
@@ -258,7 +258,7 @@ def test_pretrained_vae_alone_loads_into_a_fresh_model(tmp_path):
 
 
 def test_pretrained_weights_from_a_sat_release_load_the_whole_model(tmp_path):
-    cfg = sat_config()
+    cfg = sao_small_config()
     state = write_sat_checkpoint(tmp_path, cfg)
     model = load_pretrained_weights(model_from_sat_config(cfg, _t5_loader(64)), str(tmp_path))
     assert torch.equal(

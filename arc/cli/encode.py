@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from arc.data.audio import AudioTextDataset
+from arc.cli.errors import debug_requested, report_user_errors
+from arc.data.audio import AudioTextDataset, BadItemError
 from arc.data.latents import encode_to_shards
 from arc.models.pretransforms import PatchPretransform, Pretransform
 
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=16, help="items per pretransform call")
     parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers decoding audio")
     parser.add_argument("--device", default="cpu", help="device the pretransform runs on, e.g. cuda")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of a user error")
     return parser
 
 
@@ -40,6 +42,10 @@ def load_pretransform(args: argparse.Namespace) -> Pretransform:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    report_user_errors("arc-encode", lambda: encode(args), debug=args.debug or debug_requested())
+
+
+def encode(args: argparse.Namespace) -> None:
     dataset = AudioTextDataset(
         args.manifest,
         args.audio_root,
@@ -50,15 +56,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         skip_bad=args.skip_bad,
     )
     pretransform = load_pretransform(args).to(args.device)
-    summary = encode_to_shards(
-        dataset,
-        pretransform,
-        args.out,
-        shard_size=args.shard_size,
-        batch_size=args.batch_size,
-        device=args.device,
-        num_workers=args.num_workers,
-    )
+    try:
+        summary = encode_to_shards(
+            dataset,
+            pretransform,
+            args.out,
+            shard_size=args.shard_size,
+            batch_size=args.batch_size,
+            device=args.device,
+            num_workers=args.num_workers,
+        )
+    except BadItemError as err:
+        raise BadItemError(f"{err} (--skip-bad leaves such rows out and counts them)", err.reason) from err
     print(
         f"{summary.items} items in {args.out}: {summary.shards_written} shards written, "
         f"{summary.shards_skipped} already complete"

@@ -16,7 +16,9 @@ from pathlib import Path
 import torch
 
 from arc.audio_io import write_wav
-from arc.generate import SCHEDULES
+from arc.cli.errors import debug_requested, report_user_errors
+from arc.errors import InvalidInputError
+from arc.sampling import SAMPLERS
 from arc.training.callbacks import probe_prompts, probe_samples
 from arc.training.checkpoints import load_trained_model
 
@@ -41,6 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=24)
     parser.add_argument("--out", type=Path, default=Path("outputs/probes"))
+    parser.add_argument("--debug", action="store_true", help="show the traceback of a user error")
     return parser.parse_args(argv)
 
 
@@ -57,18 +60,30 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def parse_run(label: str, ckpt: str, sampler: str, steps: str, cfg_scale: str) -> tuple[str, Path, str, int, float]:
+    """One ``--run`` (five strings), checked."""
+    if sampler not in SAMPLERS:
+        raise InvalidInputError(f"run {label!r}: unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")
+    try:
+        steps_n, cfg = int(steps), float(cfg_scale)
+    except ValueError as err:
+        raise InvalidInputError(f"run {label!r}: STEPS must be an integer and CFG_SCALE a number ({err})") from err
+    if steps_n < 1:
+        raise InvalidInputError(f"run {label!r}: STEPS must be >= 1, got {steps_n}")
+    return label, Path(ckpt), sampler, steps_n, cfg
+
+
 def probe(argv: list[str] | None = None) -> list[dict]:
     """Run the command line ``argv``; return one record per run."""
-    args = parse_args(argv)
-    runs = []
-    for label, ckpt, sampler, steps, cfg_scale in args.run:
-        if sampler not in SCHEDULES:
-            raise SystemExit(f"run {label!r}: unknown sampler {sampler!r}; choose one of {sorted(SCHEDULES)}")
-        runs.append((label, Path(ckpt), sampler, int(steps), float(cfg_scale)))
+    return probe_with(parse_args(argv))
+
+
+def probe_with(args: argparse.Namespace) -> list[dict]:
+    runs = [parse_run(*run) for run in args.run]
     prompts = [p for p in probe_prompts(args.prompts, args.seed) for _ in range(args.per_prompt)]
     rows = []
-    for label, ckpt, sampler, steps, cfg_scale in runs:
-        model = load_trained_model(ckpt)
+    models = [load_trained_model(ckpt) for _, ckpt, *_ in runs]  # every file is checked before any sampling
+    for (label, ckpt, sampler, steps, cfg_scale), model in zip(runs, models, strict=True):
         clips, report = probe_samples(
             model, prompts, args.seed, sampler, steps, cfg_scale, args.batch_size, progress=True
         )
@@ -113,7 +128,8 @@ def plot_accuracies(rows: list[dict], path: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    probe(argv)
+    args = parse_args(argv)
+    report_user_errors("arc-probe", lambda: probe_with(args), debug=args.debug or debug_requested())
 
 
 if __name__ == "__main__":

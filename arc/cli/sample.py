@@ -1,8 +1,12 @@
 """``arc-sample``: prompts -> WAV files plus a JSONL record of how each was made.
 
 arc-sample --preset tiny --prompt "a low sine tone" --seconds 1 --num 2
-arc-sample --stable-audio stabilityai/stable-audio-open-small --prompts-file prompts.txt --steps 8
+arc-sample --model stabilityai/stable-audio-open-small --prompts-file prompts.txt
 arc-sample --checkpoint logs/tones_arc/runs/<date>/checkpoints/last.ckpt --prompt "a low sine tone"
+
+Sampler, steps and CFG scale default to the model's own (``arc.sampling.sampling_defaults``): ping-pong, 8 steps,
+no CFG for ARC checkpoints and the Stable Audio Open Small release (``rf_denoiser``); Euler, 50 steps, CFG 7 for
+a rectified-flow base model.
 """
 
 from __future__ import annotations
@@ -16,16 +20,24 @@ import torch
 from tqdm.auto import tqdm
 
 from arc.audio_io import write_wav
+from arc.cli.errors import debug_requested, report_user_errors
 from arc.data.audio import AudioTextDataset
-from arc.generate import SCHEDULES, generate
+from arc.errors import InvalidInputError, MissingFileError
+from arc.generate import generate
 from arc.models.wrapper import AudioDiffusionModel
+from arc.sampling import SAMPLERS, SCHEDULES, sampling_defaults
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="arc-sample", description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--preset", help="a model preset from conf/model/ with random weights (smoke tests)")
-    source.add_argument("--stable-audio", metavar="REPO_OR_DIR", help="an official stable-audio-tools release")
+    source.add_argument(
+        "--model",
+        "--stable-audio",
+        metavar="REPO_OR_DIR",
+        help="an official stable-audio-tools release",
+    )
     source.add_argument("--checkpoint", type=Path, help="an arc-train checkpoint (.ckpt, pre-training or ARC)")
     parser.add_argument("--no-ema", action="store_true", help="with --checkpoint: the raw DiT instead of its EMA")
     prompts = parser.add_mutually_exclusive_group(required=True)
@@ -34,14 +46,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=None, help="duration (default: the model's maximum)")
     parser.add_argument("--num", type=int, default=1, help="samples per prompt (seeds seed, seed + 1, ...)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=8)
-    parser.add_argument("--sampler", choices=sorted(SCHEDULES), default="pingpong")
-    parser.add_argument("--cfg-scale", type=float, default=1.0)
+    parser.add_argument("--steps", type=int, default=None, help="default: the model's")
+    parser.add_argument("--sampler", choices=sorted(SAMPLERS), default=None, help="default: the model's")
+    parser.add_argument("--cfg-scale", type=float, default=None, help="default: the model's")
+    parser.add_argument(
+        "--schedule", choices=sorted(SCHEDULES), default="logsnr", help="timesteps (reference: logsnr)"
+    )
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--init-audio", type=Path, help="audio-to-audio: a file to start from (needs --sigma-max < 1)")
     parser.add_argument("--sigma-max", type=float, default=1.0, help="noise level to start at (1 = pure noise)")
     parser.add_argument("--out", type=Path, default=Path("outputs/samples"))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of a user error")
     return parser.parse_args(argv)
 
 
@@ -56,7 +72,7 @@ def load_model(args: argparse.Namespace) -> AudioDiffusionModel:
         return load_trained_model(args.checkpoint, use_ema=not args.no_ema)
     from arc.releases import load_stable_audio
 
-    return load_stable_audio(args.stable_audio)
+    return load_stable_audio(args.model)
 
 
 def read_init_audio(path: Path, model: AudioDiffusionModel) -> torch.Tensor:
@@ -73,33 +89,47 @@ def read_init_audio(path: Path, model: AudioDiffusionModel) -> torch.Tensor:
 def read_prompts(args: argparse.Namespace) -> list[str]:
     if args.prompt is not None:
         return args.prompt
+    if not args.prompts_file.is_file():
+        raise MissingFileError(f"--prompts-file {args.prompts_file} does not exist")
     lines = [line.strip() for line in args.prompts_file.read_text().splitlines()]
     prompts = [line for line in lines if line]
     if not prompts:
-        raise SystemExit(f"{args.prompts_file} holds no prompts")
+        raise InvalidInputError(f"--prompts-file {args.prompts_file} holds no prompts (one per line)")
     return prompts
 
 
 def sample(argv: list[str] | None = None) -> list[dict]:
     """Run the command line ``argv``; return one record per file."""
-    args = parse_args(argv)
+    return sample_with(parse_args(argv))
+
+
+def sample_with(args: argparse.Namespace) -> list[dict]:
+    if not 0 < args.sigma_max <= 1:
+        raise InvalidInputError(f"--sigma-max must be in (0, 1], got {args.sigma_max}")
+    if (args.init_audio is not None) != (args.sigma_max < 1):
+        raise InvalidInputError("audio-to-audio takes both --init-audio and --sigma-max < 1 (e.g. 0.7), or neither")
+    if args.steps is not None and args.steps < 1:
+        raise InvalidInputError(f"--steps must be >= 1, got {args.steps}")
+    if args.num < 1 or args.batch_size < 1:
+        raise InvalidInputError(f"--num and --batch-size must be >= 1, got {args.num} and {args.batch_size}")
+    prompts = read_prompts(args)
     model = load_model(args).to(args.device).eval()
+    defaults = sampling_defaults(model.diffusion_objective)
+    sampler = defaults.sampler if args.sampler is None else args.sampler
+    steps = defaults.steps if args.steps is None else args.steps
+    cfg_scale = defaults.cfg_scale if args.cfg_scale is None else args.cfg_scale
     seconds = args.seconds if args.seconds is not None else model.max_seconds
     model.check_seconds([seconds])
-    if not 0 < args.sigma_max <= 1:
-        raise SystemExit(f"--sigma-max must be in (0, 1], got {args.sigma_max}")
-    if (args.init_audio is not None) != (args.sigma_max < 1):
-        raise SystemExit("audio-to-audio takes both --init-audio and --sigma-max < 1 (e.g. 0.7), or neither")
     init = None if args.init_audio is None else read_init_audio(args.init_audio, model).to(args.device)
-    jobs = [(p, args.seed + k) for p in read_prompts(args) for k in range(args.num)]
+    jobs = [(p, args.seed + k) for p in prompts for k in range(args.num)]
     args.out.mkdir(parents=True, exist_ok=True)
     records = []
     for start in tqdm(range(0, len(jobs), args.batch_size), desc="arc-sample", unit="batch"):
         batch = jobs[start : start + args.batch_size]
-        prompts, seeds = [p for p, _ in batch], [s for _, s in batch]
+        batch_prompts, seeds = [p for p, _ in batch], [s for _, s in batch]
         init_batch = None if init is None else init.expand(len(batch), -1, -1)
         audio = generate(
-            model, prompts, [seconds] * len(batch), seeds, args.steps, args.sampler, args.cfg_scale,
+            model, batch_prompts, [seconds] * len(batch), seeds, steps, sampler, cfg_scale, args.schedule,
             sigma_max=args.sigma_max, init_audio=init_batch,
         )  # fmt: skip
         for j, (prompt, seed) in enumerate(batch):
@@ -112,9 +142,10 @@ def sample(argv: list[str] | None = None) -> list[dict]:
                     "index": index,
                     "prompt": prompt,
                     "seed": seed,
-                    "sampler": args.sampler,
-                    "steps": args.steps,
-                    "cfg_scale": args.cfg_scale,
+                    "sampler": sampler,
+                    "steps": steps,
+                    "cfg_scale": cfg_scale,
+                    "schedule": args.schedule,
                     "seconds": seconds,
                     "sigma_max": args.sigma_max,
                     "init_audio": None if args.init_audio is None else str(args.init_audio),
@@ -128,7 +159,8 @@ def sample(argv: list[str] | None = None) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    sample(argv)
+    args = parse_args(argv)
+    report_user_errors("arc-sample", lambda: sample_with(args), debug=args.debug or debug_requested())
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset
 
+from arc.cli.errors import debug_requested, report_user_errors
 from arc.config import CONF_DIR
 from arc.data.latents import describe_pretransform
 from arc.data.module import base_datasets
@@ -79,13 +80,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
     for name, value in sorted(metrics.items()):
-        log.info("%s = %.4f", name, value)
+        log.info("%s = %.4g", name, value)
     return metrics
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def main(cfg: DictConfig) -> None:
-    train(cfg)
+    report_user_errors("arc-train", lambda: train(cfg), debug=debug_requested("HYDRA_FULL_ERROR"))
 
 
 if __name__ == "__main__":

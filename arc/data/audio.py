@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from arc.errors import UserError
+from arc.errors import InvalidInputError, MissingFileError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +64,12 @@ class ManifestRow:
 def _manifest_entry(manifest: Path, row: int, fields: Mapping[str, object]) -> ManifestRow:
     for column in ("path", "caption"):
         if column not in fields:
-            raise ValueError(f"{manifest}: row {row} has no {column!r} column; every row needs 'path' and 'caption'")
+            raise InvalidInputError(
+                f"{manifest}: row {row} has no {column!r} column; every row needs 'path' and 'caption'"
+            )
     path = str(fields["path"] or "").strip()
     if not path:
-        raise ValueError(f"{manifest}: row {row} has an empty 'path'")
+        raise InvalidInputError(f"{manifest}: row {row} has an empty 'path'")
     given_id = str(fields.get("id") or "").strip()  # the id column is optional
     return ManifestRow(path=path, caption=str(fields["caption"] or ""), id=given_id or Path(path).stem, row=row)
 
@@ -78,7 +80,7 @@ def _read_csv(manifest: Path) -> list[ManifestRow]:
         header = reader.fieldnames or []
         for column in ("path", "caption"):
             if column not in header:
-                raise ValueError(f"{manifest}: the CSV header {header} has no {column!r} column")
+                raise InvalidInputError(f"{manifest}: the CSV header {header} has no {column!r} column")
         return [_manifest_entry(manifest, row, fields) for row, fields in enumerate(reader, start=1)]
 
 
@@ -90,9 +92,9 @@ def _read_jsonl(manifest: Path) -> list[ManifestRow]:
         try:
             fields = json.loads(line)
         except json.JSONDecodeError as e:
-            raise ValueError(f"{manifest}: line {number} is not valid JSON ({e})") from e
+            raise InvalidInputError(f"{manifest}: line {number} is not valid JSON ({e})") from e
         if not isinstance(fields, dict):
-            raise ValueError(f"{manifest}: line {number} is a JSON {type(fields).__name__}, expected an object")
+            raise InvalidInputError(f"{manifest}: line {number} is a JSON {type(fields).__name__}, expected an object")
         rows.append(_manifest_entry(manifest, row, fields))
     return rows
 
@@ -105,12 +107,16 @@ def read_manifest(path: str | Path) -> list[ManifestRow]:
     manifest = Path(path)
     readers = {".csv": _read_csv, ".jsonl": _read_jsonl}
     if manifest.suffix not in readers:
-        raise ValueError(f"{manifest}: unknown manifest format {manifest.suffix!r}; use one of {sorted(readers)}")
+        raise InvalidInputError(
+            f"{manifest}: unknown manifest format {manifest.suffix!r}; use one of {sorted(readers)}"
+        )
+    if not manifest.is_file():
+        raise MissingFileError(f"manifest {manifest} does not exist")
     rows = readers[manifest.suffix](manifest)
     first_row: dict[str, int] = {}
     for entry in rows:
         if entry.id in first_row:
-            raise ValueError(
+            raise InvalidInputError(
                 f"{manifest}: rows {first_row[entry.id]} and {entry.row} share the id {entry.id!r}; "
                 "give every row a unique 'id' column (file stems repeat across folders)"
             )
@@ -166,9 +172,11 @@ class AudioTextDataset(Dataset):
     ):
         super().__init__()
         if audio_channels not in (1, 2):
-            raise ValueError(f"audio_channels must be 1 or 2, got {audio_channels}")
+            raise InvalidInputError(f"audio_channels must be 1 or 2, got {audio_channels}")
         if sample_rate <= 0 or num_samples <= 0:
-            raise ValueError(f"sample_rate and num_samples must be positive, got {sample_rate} and {num_samples}")
+            raise InvalidInputError(
+                f"sample_rate and num_samples must be positive, got {sample_rate} and {num_samples}"
+            )
         self.manifest = Path(manifest)
         self.audio_root = Path(audio_root)
         self.sample_rate = sample_rate
@@ -189,7 +197,7 @@ class AudioTextDataset(Dataset):
         if self._skipped:
             log.warning("%s: skipped %d of %d rows: %s", self.manifest, total - len(rows), total, self.skipped)
         if not rows:
-            raise ValueError(f"{self.manifest}: no usable rows out of {total} (skipped: {self.skipped})")
+            raise InvalidInputError(f"{self.manifest}: no usable rows out of {total} (skipped: {self.skipped})")
 
     @property
     def skipped(self) -> dict[str, int]:

@@ -7,8 +7,8 @@ A shard directory holds ``index.json`` and ``shard-00000.pt``, ``shard-00001.pt`
      "seconds_start": list[float], "seconds_total": list[float], "id": list[str]}
 
 that ``torch.load(..., weights_only=True)`` reads back. ``index.json`` describes the pretransform and lists every
-planned shard; it is written before the first shard, so a directory whose encoding stopped part-way lists shards
-that are absent, and ``LatentDataset`` refuses it until ``encode_to_shards`` has resumed and finished.
+shard; it appears only once every shard is written. Until then the same description sits in ``plan.json``, which
+a rerun checks before resuming, and ``LatentDataset`` refuses the directory ("the encoding did not finish").
 """
 
 from __future__ import annotations
@@ -26,9 +26,11 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from arc.data.audio import collate
+from arc.errors import InvalidInputError, MissingFileError
 from arc.models.pretransforms import Pretransform
 
 INDEX = "index.json"
+PLAN = "plan.json"  # index.json's content while the encoding is unfinished
 FORMAT = "arc-latent-shards/1"
 
 
@@ -80,8 +82,8 @@ def _check_compatible(dataset: Dataset, pretransform: Pretransform) -> None:
 
 
 def _prepare_index(out_dir: Path, index: dict) -> None:
-    """Write ``index.json``, or check that the one already there plans the same encoding."""
-    path = out_dir / INDEX
+    """Write ``plan.json``, or check that the plan (or finished index) already there is the same encoding."""
+    path = out_dir / INDEX if (out_dir / INDEX).is_file() else out_dir / PLAN
     if path.is_file():
         existing = json.loads(path.read_text())
         differ = sorted(k for k in index.keys() | existing.keys() if index.get(k) != existing.get(k))
@@ -93,6 +95,12 @@ def _prepare_index(out_dir: Path, index: dict) -> None:
             )
         return
     _atomic_write(path, lambda f: f.write(json.dumps(index, indent=2).encode()))
+
+
+def _finish_index(out_dir: Path) -> None:
+    """Every shard is written: the plan becomes the index (an atomic rename)."""
+    if (out_dir / PLAN).is_file():
+        os.replace(out_dir / PLAN, out_dir / INDEX)
 
 
 def _collate_exact(items: Sequence[dict]) -> dict:
@@ -183,21 +191,24 @@ def encode_to_shards(
 
     todo = [k for k in range(num_shards) if not (out_dir / shard_name(k)).is_file()]
     if not todo:
+        _finish_index(out_dir)
         return EncodeSummary(items=num_items, shards_written=0, shards_skipped=num_shards)
     plan = _plan_batches(todo, shard_size, batch_size, num_items)
     loader = DataLoader(
         dataset, batch_sampler=[indices for _, indices in plan], collate_fn=_collate_exact, num_workers=num_workers
     )
-    progress = tqdm(total=sum(len(indices) for _, indices in plan), desc=f"encoding into {out_dir}", unit="item")
+    total = sum(len(indices) for _, indices in plan)
     parts: list[dict] = []
-    for i, ((k, indices), batch) in enumerate(zip(plan, loader, strict=True)):
-        parts.append(_encode_batch(batch, pretransform, device))
-        progress.update(len(indices))
-        if i + 1 == len(plan) or plan[i + 1][0] != k:  # the last batch of shard k
-            shard = _merge(parts)
-            _atomic_write(out_dir / shard_name(k), lambda f, shard=shard: torch.save(shard, f))
-            parts = []
-    progress.close()
+    # the bar is closed before any error propagates, so the error is the last thing printed
+    with tqdm(total=total, desc=f"encoding into {out_dir}", unit="item") as progress:
+        for i, ((k, indices), batch) in enumerate(zip(plan, loader, strict=True)):
+            parts.append(_encode_batch(batch, pretransform, device))
+            progress.update(len(indices))
+            if i + 1 == len(plan) or plan[i + 1][0] != k:  # the last batch of shard k
+                shard = _merge(parts)
+                _atomic_write(out_dir / shard_name(k), lambda f, shard=shard: torch.save(shard, f))
+                parts = []
+    _finish_index(out_dir)
     return EncodeSummary(items=num_items, shards_written=len(todo), shards_skipped=num_shards - len(todo))
 
 
@@ -213,8 +224,13 @@ class LatentDataset(Dataset):
         super().__init__()
         self.shard_dir = Path(shard_dir)
         index_path = self.shard_dir / INDEX
+        if (self.shard_dir / PLAN).is_file() and not index_path.is_file():
+            raise InvalidInputError(
+                f"{self.shard_dir}: the encoding did not finish ({PLAN}, no {INDEX}); rerun arc-encode with the "
+                "same arguments to complete it"
+            )
         if not index_path.is_file():
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"{self.shard_dir} has no {INDEX}: not a latent directory (write one with arc-encode)"
             )
         index = json.loads(index_path.read_text())

@@ -7,8 +7,16 @@ from pathlib import Path
 import torch
 from hydra.utils import instantiate
 
+from arc.errors import NotACheckpointError
 from arc.models.wrapper import AudioDiffusionModel
-from arc.releases import load_sat_pretransform, load_sat_state_dict, load_strict, sat_weights, split_prefix
+from arc.releases import (
+    load_checkpoint_file,
+    load_sat_pretransform,
+    load_sat_state_dict,
+    load_strict,
+    sat_weights,
+    split_prefix,
+)
 
 # The key under which a checkpoint carries the resolved run config (``load_trained_model`` rebuilds from it).
 CONFIG_KEY = "arc_config"
@@ -17,11 +25,9 @@ CONFIG_KEY = "arc_config"
 def read_training_checkpoint(ckpt_path: str | Path) -> dict:
     """A Lightning checkpoint written by ``arc-train``, read with ``weights_only=True``."""
     path = Path(ckpt_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint = load_checkpoint_file(path, "a Lightning .ckpt written by arc-train")
     if CONFIG_KEY not in checkpoint:
-        raise ValueError(
+        raise NotACheckpointError(
             f"{path} has no {CONFIG_KEY!r} entry, so the model cannot be rebuilt from it: it was not written by "
             "arc-train (FlowPretrainModule with run_config). For an official Stable Audio release use "
             "arc.releases.load_stable_audio"
