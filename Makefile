@@ -22,14 +22,16 @@ test: $(STAMP)
 
 # The embedded job (about 12 minutes on a 2-core CPU): tones pre-training -> ARC post-training -> a probe table
 # comparing the base model (Euler 50 steps + CFG, and ping-pong 8) with the ARC model (ping-pong 8), with WAVs.
+# DEMO_ARGS: extra overrides for both training runs (e.g. DEMO_ARGS=module.ema_warmup=false).
 DEMO ?= outputs/demo
 DEMO_PRETRAIN_EPOCHS ?= 8
+DEMO_ARGS ?=
 demo: $(STAMP)
 	rm -rf $(DEMO)
 	$(VENV)/bin/arc-train experiment=tones_pretrain trainer.max_epochs=$(DEMO_PRETRAIN_EPOCHS) callbacks.probe=null \
-		hydra.run.dir=$(DEMO)/pretrain
+		hydra.run.dir=$(DEMO)/pretrain $(DEMO_ARGS)
 	$(VENV)/bin/arc-train experiment=tones_arc pretrained=$(DEMO)/pretrain/checkpoints/last.ckpt \
-		callbacks.pingpong1=null callbacks.pingpong2=null callbacks.pingpong4=null hydra.run.dir=$(DEMO)/arc
+		callbacks.pingpong1=null callbacks.pingpong2=null callbacks.pingpong4=null hydra.run.dir=$(DEMO)/arc $(DEMO_ARGS)
 	$(VENV)/bin/arc-probe --out $(DEMO)/probes \
 		--run base-euler50-cfg3 $(DEMO)/pretrain/checkpoints/last.ckpt euler 50 3 \
 		--run base-pingpong8 $(DEMO)/pretrain/checkpoints/last.ckpt pingpong 8 1 \

@@ -12,6 +12,7 @@ import soundfile as sf
 from arc.cli.probe import probe as probe_main
 from arc.cli.sample import sample as sample_main
 from arc.data.audio import BadItemError
+from arc.errors import InvalidInputError
 
 PROMPTS = ["a low sine tone, steady, panned left", "a high square tone, pulsing, panned right"]
 
@@ -71,7 +72,7 @@ def test_audio_to_audio_starts_from_the_init_file(pretrained, tmp_path):
     reference = 0.5 * np.sin(2 * np.pi * 220 * np.arange(4096) / 8000)
     assert np.corrcoef(audio[:, 0], reference)[0, 1] > 0.9  # 5 % noise: still the init tone
 
-    with pytest.raises(SystemExit, match="--init-audio and --sigma-max"):
+    with pytest.raises(InvalidInputError, match="--init-audio and --sigma-max"):
         sample_main([*common, "--init-audio", str(tmp_path / "init.wav"), "--out", str(tmp_path / "b")])
     with pytest.raises(BadItemError, match="missing.wav: file not found"):
         sample_main(

@@ -33,7 +33,7 @@ TINY_PROBE = ["callbacks.probe.prompts=2", "callbacks.probe.per_prompt=2", "call
 
 def test_ema_update_is_the_exponential_average_and_copies_buffers():
     source = nn.BatchNorm1d(3)
-    ema = EMA(source, decay=0.9)
+    ema = EMA(source, 0.9, warmup=False)
     start = ema.module.weight.clone()
     with torch.no_grad():
         source.weight.fill_(2.0)
@@ -48,7 +48,7 @@ def test_ema_update_is_the_exponential_average_and_copies_buffers():
 @pytest.mark.parametrize("decay, expected", [(1.0, "start"), (0.0, "source")])
 def test_ema_decay_extremes(decay, expected):
     source = nn.Linear(2, 2)
-    ema = EMA(source, decay)
+    ema = EMA(source, decay, warmup=False)
     start = ema.module.weight.clone()
     with torch.no_grad():
         source.weight.add_(1.0)
