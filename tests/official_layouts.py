@@ -8,6 +8,7 @@ The key names and shapes are spelled out here from stable-audio-tools' module tr
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -226,3 +227,30 @@ def write_sat_checkpoint(
     else:
         raise ValueError(f"releases ship model.safetensors or model.ckpt, not {filename}")
     return state
+
+
+def write_hub_snapshot(cache: Path, repo_id: str, save: Callable[[Path], None]) -> Path:
+    """A Hugging Face hub cache entry for ``repo_id`` (``models--<org>--<name>/snapshots/<commit>/`` plus
+    ``refs/main``), filled by ``save(snapshot_dir)``: what ``from_pretrained(repo_id)`` finds offline."""
+    commit = "0" * 40
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True, exist_ok=True)
+    save(snapshot)
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+    return snapshot
+
+
+def write_hub_t5(cache: Path, d_model: int, repo_id: str = "t5-base") -> Path:
+    """A tiny T5 encoder (and the vocabulary-free ByT5 tokenizer) cached under the official id ``t5-base``, so the
+    real loading path (``pretrained_t5``, hub cache, offline) runs without the 900 MB download."""
+    from arc.models.conditioners import tiny_t5
+
+    encoder, tokenizer = tiny_t5(d_model=d_model)
+
+    def save(directory: Path) -> None:
+        encoder.save_pretrained(directory)
+        tokenizer.save_pretrained(directory)
+
+    return write_hub_snapshot(cache, repo_id, save)

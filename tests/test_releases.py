@@ -1,14 +1,23 @@
 """Official checkpoint layouts: written here with random values in the official key layout, then loaded."""
 
+import argparse
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+import soundfile as sf
 import torch
 from diffusers import AutoencoderOobleck, StableAudioDiTModel
 from diffusers.models.embeddings import get_1d_rotary_pos_embed
 from diffusers.pipelines.stable_audio.modeling_stable_audio import StableAudioProjectionModel
 from safetensors.torch import save_file
 
+from arc.errors import NotACheckpointError
+from arc.flow import TimeShift
+from arc.generate import generate
 from arc.hub import MissingWeightsError
 from arc.models.conditioners import tiny_t5
 from arc.models.pretransforms import OobleckPretransform
@@ -20,8 +29,9 @@ from arc.releases import (
     load_stable_audio_diffusers,
     model_from_sat_config,
 )
+from arc.sampling import SamplingDefaults, sampling_defaults
 from arc.training.checkpoints import load_pretrained_vae, load_pretrained_weights
-from tests.official_layouts import sao_small_config, write_sat_checkpoint
+from tests.official_layouts import sao_small_config, write_hub_t5, write_sat_checkpoint
 
 
 def _t5_loader(width):
@@ -266,3 +276,72 @@ def test_pretrained_weights_from_a_sat_release_load_the_whole_model(tmp_path):
     )
     with pytest.raises(ValueError, match="pretrained="):
         load_pretrained_weights(model, None)
+
+
+# --- the Stable Audio Open Small release as published (rf_denoiser, model.ckpt) -----------------------------------
+
+
+def test_sao_small_release_loads_from_model_ckpt_and_samples_with_its_defaults(tmp_path):
+    cfg = sao_small_config()
+    state = write_sat_checkpoint(tmp_path, cfg, filename="model.ckpt")
+    assert not (tmp_path / "model.safetensors").exists()
+    model = load_stable_audio(str(tmp_path), t5_loader=_t5_loader(64))
+    assert torch.equal(model.dit.project_in.weight, state["model.model.transformer.project_in.weight"])
+    assert model.diffusion_objective == "rf_denoiser"
+    assert model.time_shift == TimeShift(min_length=256, max_length=4096)
+    assert sampling_defaults(model.diffusion_objective) == SamplingDefaults("pingpong", 8, 1.0)
+    args = (model, ["rain on a tin roof"], [0.01], [3])
+    default = generate(*args)
+    assert torch.equal(default, generate(*args, steps=8, sampler="pingpong", cfg_scale=1.0))
+    assert not torch.allclose(default, generate(*args, steps=8, sampler="euler", cfg_scale=1.0))
+
+
+def test_a_base_rectified_flow_config_defaults_to_euler_with_cfg(tmp_path):
+    cfg = sao_small_config()
+    cfg["model"]["diffusion"]["diffusion_objective"] = "rectified_flow"  # the authors' base model [A]
+    write_sat_checkpoint(tmp_path, cfg)
+    model = load_stable_audio(str(tmp_path), t5_loader=_t5_loader(64))
+    assert sampling_defaults(model.diffusion_objective) == SamplingDefaults("euler", 50, 7.0)
+
+
+def test_arc_sample_runs_the_release_directory_with_the_real_t5_loading_path(tmp_path):
+    """`arc-sample --model <dir>` through the installed entry point: t5-base comes from the (offline) hub cache."""
+    write_sat_checkpoint(tmp_path / "release", sao_small_config(), filename="model.ckpt")
+    write_hub_t5(tmp_path / "hub", d_model=64)
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    script = Path(sys.executable).parent / "arc-sample"
+    cmd = [str(script), "--model", str(tmp_path / "release"), "--prompt", "rain", "--out", str(tmp_path / "out")]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (record,) = [json.loads(line) for line in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
+    assert (record["sampler"], record["steps"], record["cfg_scale"], record["schedule"]) == (
+        "pingpong",
+        8,
+        1.0,
+        "logsnr",
+    )
+    audio, rate = sf.read(record["path"])
+    assert rate == 44100 and audio.shape == (512, 2)
+
+
+def test_time_shift_options_of_a_config_are_read_and_applied_by_pretraining_only(tmp_path):
+    cfg = sao_small_config()
+    cfg["model"]["diffusion"]["distribution_shift_options"] = {"base_shift": 0.4, "max_shift": 1.0, "min_length": 8}
+    write_sat_checkpoint(tmp_path, cfg)
+    model = load_stable_audio(str(tmp_path), t5_loader=_t5_loader(64))
+    assert model.time_shift == TimeShift(base_shift=0.4, max_shift=1.0, min_length=8, max_length=4096)
+    cfg["model"]["diffusion"]["distribution_shift_options"] = {"min_length": 8, "use_sine": True}
+    (tmp_path / "model_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="use_sine"):
+        load_stable_audio(str(tmp_path), t5_loader=_t5_loader(64))
+
+
+def test_a_checkpoint_holding_objects_is_refused_without_suggesting_unsafe_loading(tmp_path):
+    state = write_sat_checkpoint(tmp_path, sao_small_config(), filename="model.ckpt")
+    torch.save({"state_dict": state, "hparams": argparse.Namespace(lr=1)}, tmp_path / "model.ckpt")
+    with pytest.raises(NotACheckpointError, match="model.ckpt is not a readable checkpoint") as err:
+        load_stable_audio(str(tmp_path), t5_loader=_t5_loader(64))
+    assert "weights_only=False" not in str(err.value) and "objects other than tensors" in str(err.value)
+    (tmp_path / "model.ckpt").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(NotACheckpointError, match="truncated, corrupt or not a PyTorch file"):
+        load_stable_audio(str(tmp_path), t5_loader=_t5_loader(64))
