@@ -38,6 +38,9 @@ LOGGED = {
     "train/d_grad_norm",
     "train/g_lr",
     "train/d_lr",
+    "train/d_total",
+    "train/g_steps",
+    "train/d_steps",
 }
 
 
@@ -156,6 +159,11 @@ def test_arc_checkpoint_loads_as_a_generator(pretrained, tmp_path):
     trainer.fit(module, datamodule=datamodule)
     loaded = load_trained_model(tmp_path / "checkpoints" / "last.ckpt")
     assert all(torch.equal(a, b) for a, b in zip(loaded.dit.parameters(), module.ema.module.parameters(), strict=True))
+    # the post-trained generator is an rf_denoiser: sampled with 8 ping-pong steps and no CFG by default
+    assert loaded.diffusion_objective == "rf_denoiser" and load_trained_model(pretrained).diffusion_objective == (
+        "rectified_flow"
+    )
+    assert int(module.ema.num_updates) == module.g_steps == 1
 
 
 def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(pretrained, tmp_path):
@@ -268,8 +276,17 @@ def test_multirun_sweep_over_the_contrastive_weight(pretrained, tmp_path):
 
 
 def test_bf16_mixed_precision_run(pretrained, tmp_path):
-    """The autocast path of both steps (GPUs use it; CPU autocast runs bf16 too), with clipping and EMA."""
-    cfg = arc_config(pretrained, tmp_path, *NO_PROBES, "trainer.precision=bf16-mixed", "trainer.fast_dev_run=2")
+    """The autocast path of both steps (GPUs use it; CPU autocast runs bf16 too), with clipping, EMA and the
+    R1/R2 penalty (computed in float32 under autocast)."""
+    cfg = arc_config(
+        pretrained,
+        tmp_path,
+        *NO_PROBES,
+        "trainer.precision=bf16-mixed",
+        "trainer.fast_dev_run=2",
+        "loss.r1r2_gamma=1.0",
+    )
     metrics = train(cfg)
     assert metrics["train/g_steps"] == metrics["train/d_steps"] == 1
     assert all(torch.isfinite(torch.tensor(metrics[k])) for k in ("train/g_adv", "train/d_loss", "val/d_loss"))
+    assert metrics["train/d_r1r2"] > 0

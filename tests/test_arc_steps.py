@@ -14,7 +14,7 @@ from arc.data.tones import TonesDataset
 from arc.flow import denoise
 from arc.losses import mismatched_prompts
 from arc.training.ema import EMA, warmup_decay
-from arc.training.steps import step_generator
+from arc.training.steps import batch_conditioning, step_generator
 from tests.test_arc import NO_PROBES, arc_config
 
 CPU = torch.device("cpu")
@@ -184,3 +184,22 @@ def test_ema_warmup_continues_across_a_state_dict_round_trip():
     restored.load_state_dict(ema.state_dict())
     assert int(restored.num_updates) == 5 and restored.next_decay() == ema.next_decay() == warmup_decay(6, 0.9999)
     assert EMA(source, 0.99, warmup=False).next_decay() == 0.99
+
+
+def test_r1r2_under_bf16_autocast_is_computed_in_float32(module):
+    batch = _batch(["a low sine tone", "a noise"])
+    xs_real, xs_fake, s, frames = module._fake_and_noised(batch, step_generator(CPU, 5))
+    d, cond = module.discriminator, batch_conditioning(module.discriminator.conditioners, batch)
+    mask = d.patch_mask(frames, 16)
+    reference = module._r1r2(
+        xs_real, xs_fake, d(xs_real, s, cond), d(xs_fake, s, cond), s, cond, mask, step_generator(CPU, 9)
+    )
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        cond16 = batch_conditioning(d.conditioners, batch)
+        real16, fake16 = d(xs_real, s, cond16), d(xs_fake, s, cond16)
+        assert real16.dtype == torch.bfloat16
+        penalty = module._r1r2(xs_real, xs_fake, real16, fake16, s, cond16, mask, step_generator(CPU, 9))
+    assert penalty.dtype == torch.float32 and reference > 0
+    assert penalty.item() == pytest.approx(reference.item(), rel=1e-4)
+    penalty.backward()  # gradients reach D through the float32 passes
+    assert d.head.proj_out.parametrizations.weight.original1.grad is not None
