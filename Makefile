@@ -38,12 +38,12 @@ demo: $(STAMP)
 		--run arc-pingpong8 $(DEMO)/arc/checkpoints/last.ckpt pingpong 8 1
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check arc tests scripts
-	$(VENV)/bin/ruff format --check arc tests scripts
+	$(VENV)/bin/ruff check arc tests scripts eval
+	$(VENV)/bin/ruff format --check arc tests scripts eval
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format arc tests scripts
-	$(VENV)/bin/ruff check --fix arc tests scripts
+	$(VENV)/bin/ruff format arc tests scripts eval
+	$(VENV)/bin/ruff check --fix arc tests scripts eval
 
 bench: $(STAMP)
 	$(PY) -m arc.cli.bench dit

@@ -46,6 +46,19 @@ def _randomize(module, seed=0, std=0.1):
     return module
 
 
+def _tiny_vae(seed: int = 0) -> AutoencoderOobleck:
+    """diffusers' Oobleck VAE at tiny widths (x8 downsampling, 8 latent channels), random weights."""
+    vae = AutoencoderOobleck(
+        encoder_hidden_size=16,
+        downsampling_ratios=[2, 4],
+        channel_multiples=[1, 2],
+        decoder_channels=16,
+        decoder_input_channels=8,
+        audio_channels=2,
+    )
+    return _randomize(vae, seed, 0.05)
+
+
 # --- diffusers parity (Stable Audio Open 1.0 architecture, tiny widths) ----------------------------------------
 
 SAO10_TINY = dict(
@@ -85,17 +98,7 @@ def test_dit_matches_diffusers_stable_audio_dit():
 
 
 def test_oobleck_pretransform_matches_autoencoder_oobleck():
-    vae = _randomize(
-        AutoencoderOobleck(
-            encoder_hidden_size=16,
-            downsampling_ratios=[2, 4],
-            channel_multiples=[1, 2],
-            decoder_channels=16,
-            decoder_input_channels=8,
-            audio_channels=2,
-        ),
-        std=0.05,
-    )
+    vae = _tiny_vae()
     pt = OobleckPretransform(vae, sample_posterior=False)
     audio = torch.randn(1, 2, 64)
     with torch.no_grad():
@@ -106,17 +109,7 @@ def test_oobleck_pretransform_matches_autoencoder_oobleck():
 
 
 def test_oobleck_posterior_sample_is_seeded():
-    vae = _randomize(
-        AutoencoderOobleck(
-            encoder_hidden_size=16,
-            downsampling_ratios=[2, 4],
-            channel_multiples=[1, 2],
-            decoder_channels=16,
-            decoder_input_channels=8,
-            audio_channels=2,
-        ),
-        std=0.05,
-    )
+    vae = _tiny_vae()
     pt, audio = OobleckPretransform(vae), torch.randn(1, 2, 64)
     with torch.no_grad():
         a = pt.encode(audio, torch.Generator().manual_seed(1))
@@ -126,18 +119,7 @@ def test_oobleck_posterior_sample_is_seeded():
 
 def _write_diffusers_layout(root, seed=0):
     dit = _randomize(StableAudioDiTModel(**{**SAO10_TINY, "global_states_input_dim": 128}), seed)
-    vae = _randomize(
-        AutoencoderOobleck(
-            encoder_hidden_size=16,
-            downsampling_ratios=[2, 4],
-            channel_multiples=[1, 2],
-            decoder_channels=16,
-            decoder_input_channels=8,
-            audio_channels=2,
-        ),
-        seed,
-        0.05,
-    )
+    vae = _tiny_vae(seed)
     proj = _randomize(StableAudioProjectionModel(text_encoder_dim=64, conditioning_dim=64, min_value=0, max_value=512))
     encoder, tokenizer = tiny_t5(d_model=64)
     tokenizer.model_max_length = 12
