@@ -19,10 +19,10 @@ from arc.cli.train import instantiate_run, train
 from arc.config import compose_config
 from arc.data.audio import collate
 from arc.data.tones import TonesDataset
-from arc.training.arc import NonFiniteLossError, check_strategy
+from arc.training.arc import check_strategy
 from arc.training.callbacks import AudioSamplesCallback
 from arc.training.checkpoints import load_trained_model
-from arc.training.steps import step_generator
+from arc.training.steps import NonFiniteLossError, step_generator
 from tests.conftest import TINY_DATA
 
 NO_PROBES = ["~callbacks.pingpong8", "~callbacks.pingpong4", "~callbacks.pingpong2", "~callbacks.pingpong1"]
@@ -181,7 +181,7 @@ def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(
     cfg = arc_config(pretrained, tmp_path, *NO_PROBES, "trainer.max_epochs=2", f"ckpt_path={last}")
     datamodule, module, trainer = instantiate_run(cfg)
     trainer.callbacks.append(Poison())
-    with pytest.raises(NonFiniteLossError, match="non-finite .*last good checkpoint"):
+    with pytest.raises(NonFiniteLossError, match="non-finite .*Resume from the last checkpoint .*last.ckpt"):
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     assert last.resolve().read_bytes() == before
 

@@ -39,18 +39,30 @@ def base_datasets(dataset: Dataset) -> list[Dataset]:
 class EpochShuffleSampler(Sampler[int]):
     """A permutation of ``range(size)`` drawn from ``(seed, epoch)`` alone, so a run resumed at epoch k sees the
     order the uninterrupted run saw. Lightning calls ``set_epoch`` at every epoch start (and wraps the sampler
-    in a ``DistributedSamplerWrapper`` under DDP)."""
+    in a ``DistributedSamplerWrapper`` under DDP). ``resume(epoch, skip)`` makes the next pass over that epoch
+    start ``skip`` items into its order: a run resumed mid-epoch trains on exactly the batches it had not seen."""
 
     def __init__(self, size: int, seed: int):
         self.size = size
         self.seed = seed
         self.epoch = 0
+        self._resume: tuple[int, int] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def resume(self, epoch: int, skip: int) -> None:
+        if not 0 <= skip <= self.size:
+            raise ValueError(f"cannot skip {skip} of {self.size} items")
+        self._resume = (epoch, skip)
+
     def __iter__(self):
-        return iter(np.random.default_rng((self.seed, self.epoch)).permutation(self.size).tolist())
+        order = np.random.default_rng((self.seed, self.epoch)).permutation(self.size).tolist()
+        skip = 0
+        if self._resume is not None and self._resume[0] == self.epoch:
+            skip = self._resume[1]
+        self._resume = None  # one pass only: later epochs start at their beginning
+        return iter(order[skip:])
 
     def __len__(self) -> int:
         return self.size
@@ -89,12 +101,13 @@ class AudioDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self.drop_last = drop_last
+        self.train_sampler = EpochShuffleSampler(len(train), seed)
 
     def _loader(self, dataset: Dataset, shuffle: bool, drop_last: bool) -> DataLoader:
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            sampler=EpochShuffleSampler(len(dataset), self.seed) if shuffle else None,
+            sampler=self.train_sampler if shuffle else None,
             collate_fn=collate,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
@@ -114,6 +127,11 @@ class AudioDataModule(L.LightningDataModule):
             if hasattr(dataset, "set_epoch"):
                 dataset.set_epoch(epoch)
 
+    def resume_mid_epoch(self, epoch: int, batches_done: int, world_size: int) -> None:
+        """The next pass over the train set continues ``epoch`` after the ``batches_done`` batches each of the
+        ``world_size`` processes already trained on (DDP hands rank r every world_size-th item of the order)."""
+        self.train_sampler.resume(epoch, batches_done * self.batch_size * world_size)
+
     def skipped(self) -> dict[str, int]:
         """Bad rows dropped by the train and val datasets, merged by reason (a shared dataset counted once)."""
         datasets = base_datasets(self.train) + ([] if self.val is None else base_datasets(self.val))
@@ -123,6 +141,24 @@ class AudioDataModule(L.LightningDataModule):
             if hasattr(dataset, "skipped"):
                 counts.update(dataset.skipped)
         return dict(counts)
+
+
+def restore_data_position(trainer: L.Trainer) -> None:
+    """At the start of fitting: on a resume from a mid-epoch checkpoint (where Lightning does not call
+    ``on_train_epoch_start``), set the data module's epoch and skip the batches that epoch already trained on, so
+    the resumed run sees exactly the data the uninterrupted one would have. Call from ``on_train_start``."""
+    loop = trainer.fit_loop
+    if not loop.restarted_mid_epoch:
+        return
+    set_datamodule_epoch(trainer)
+    datamodule = getattr(trainer, "datamodule", None)
+    if not hasattr(datamodule, "resume_mid_epoch"):
+        raise TypeError(
+            f"cannot resume mid-epoch: the data module {type(datamodule).__name__} has no resume_mid_epoch"
+        )
+    datamodule.resume_mid_epoch(
+        trainer.current_epoch, loop.epoch_loop.batch_progress.current.processed, trainer.world_size
+    )
 
 
 def set_datamodule_epoch(trainer: L.Trainer) -> None:

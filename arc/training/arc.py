@@ -20,7 +20,7 @@ import torch
 from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, Strategy
 from torch import nn
 
-from arc.data.module import set_datamodule_epoch
+from arc.data.module import restore_data_position, set_datamodule_epoch
 from arc.flow import add_noise, denoise, randn
 from arc.losses import (
     approx_r1r2_penalty,
@@ -36,7 +36,16 @@ from arc.models.discriminator import Discriminator
 from arc.models.wrapper import AudioDiffusionModel
 from arc.training.checkpoints import CONFIG_KEY
 from arc.training.ema import EMA
-from arc.training.steps import Batch, OptimizerFactory, batch_conditioning, batch_latents, step_generator
+from arc.training.steps import (
+    Batch,
+    OptimizerFactory,
+    apply_configured_lrs,
+    batch_conditioning,
+    batch_latents,
+    check_finite,
+    configured_lrs,
+    step_generator,
+)
 from arc.training.timesteps import logit_normal, logsnr_uniform
 
 log = logging.getLogger(__name__)
@@ -51,10 +60,6 @@ PROGRESS_BAR_KEYS = {"g_adv", "d_loss", "d_acc"}
 # What ARC makes of its generator: the same velocity network, sampled as a few-step denoiser (ping-pong, 8 steps,
 # no CFG), which stable-audio-tools calls the ``rf_denoiser`` objective.
 POST_TRAINED_OBJECTIVE = "rf_denoiser"
-
-
-class NonFiniteLossError(RuntimeError):
-    """A loss became NaN or infinite; training stops before the step is applied."""
 
 
 @contextlib.contextmanager
@@ -295,13 +300,8 @@ class ARCModule(L.LightningModule):
         is_g = self.generator_turn()
         net, opt = (self.model, g_opt) if is_g else (self.discriminator, d_opt)
         losses = (self.generator_step if is_g else self.discriminator_step)(batch, generator)
-        bad = [name for name, value in losses.items() if not torch.isfinite(value).all()]
-        if bad:
-            raise NonFiniteLossError(
-                f"non-finite {', '.join(bad)} at {'G' if is_g else 'D'} step (G steps {self.g_steps}, D steps "
-                f"{self.d_steps}); the step was not applied. Resume from the last good checkpoint "
-                "(<run dir>/checkpoints/last.ckpt) with a lower learning rate or gradient clipping"
-            )
+        where = f"{'G' if is_g else 'D'} step (G steps {self.g_steps}, D steps {self.d_steps})"
+        check_finite(losses, where, self.trainer)
         opt.zero_grad(set_to_none=True)
         self.manual_backward(losses["loss"])
         params = [p for p in net.parameters() if p.requires_grad]
@@ -342,7 +342,13 @@ class ARCModule(L.LightningModule):
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         g_params = [p for p in self.model.parameters() if p.requires_grad]
         d_params = [p for p in self.discriminator.parameters() if p.requires_grad]
-        return [self.g_optimizer_factory(g_params), self.d_optimizer_factory(d_params)]
+        optimizers = [self.g_optimizer_factory(g_params), self.d_optimizer_factory(d_params)]
+        self._configured_lrs = configured_lrs(optimizers)
+        return optimizers
+
+    def on_train_start(self) -> None:
+        apply_configured_lrs(self.trainer.optimizers, self._configured_lrs)
+        restore_data_position(self.trainer)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint[COUNTERS_KEY] = {"g_steps": self.g_steps, "d_steps": self.d_steps}

@@ -1,13 +1,23 @@
-"""Loading models trained with ``arc-train``: the checkpoint alone is enough, no YAML needed."""
+"""arc-train's checkpoints: reading them back (the checkpoint alone rebuilds the model, no YAML needed) and writing
+them so that no crash, kill, full disk or diverged run can leave a partial or broken file in place of a good one."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+import tempfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import IO, Any
 
+import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from arc.errors import NotACheckpointError
+from arc.errors import NotACheckpointError, UserError
 from arc.models.wrapper import AudioDiffusionModel
 from arc.releases import (
     load_checkpoint_file,
@@ -86,3 +96,126 @@ def load_pretrained_vae(model: AudioDiffusionModel, source: str) -> AudioDiffusi
     --stable-audio``) then decodes its samples with the same VAE."""
     load_sat_pretransform(model, sat_weights(source))
     return model
+
+
+# --- writing: whole files only, never non-finite weights, always the final step ---------------------------------
+
+
+class CheckpointWriteError(UserError, OSError):
+    """A checkpoint could not be written (disk full, read-only or missing directory); nothing partial is left."""
+
+
+class NonFiniteWeightsError(RuntimeError):
+    """The model holds NaN or infinite values: saving it would replace a good checkpoint with a broken one."""
+
+
+def non_finite_tensors(state: Mapping[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors of ``state`` with any NaN or infinite value."""
+    return [k for k, v in state.items() if torch.is_floating_point(v) and not torch.isfinite(v).all()]
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Write ``path`` whole or not at all: a temporary file in the same directory (so the rename never crosses a
+    filesystem), fsynced, renamed over ``path``; on any failure the temporary file is removed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_directory(path.parent)
+    except BaseException as err:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise CheckpointWriteError(
+                f"could not write {path}: no space left in {path.parent} (free some, or set paths.output_dir "
+                "elsewhere); the previous checkpoints are untouched"
+            ) from err
+        if isinstance(err, OSError) and err.errno in (errno.EROFS, errno.EACCES):
+            raise CheckpointWriteError(
+                f"could not write {path}: {path.parent} is not writable ({err.strerror})"
+            ) from err
+        raise
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's ``torch.save`` checkpoints, written with ``atomic_write``: a crash, a kill or a full disk
+    mid-write leaves the previous file in place and no partial or temporary file behind."""
+
+    def save_checkpoint(self, checkpoint: dict, path: str | Path, storage_options: object | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"AtomicCheckpointIO takes no storage_options, got {storage_options!r}")
+        atomic_write(Path(path), lambda f: torch.save(checkpoint, f))
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` with the guarantees arc-train relies on:
+
+    - a model with non-finite weights is never saved (``NonFiniteWeightsError``), so it cannot replace a good
+      checkpoint;
+    - ``last.ckpt`` is re-pointed atomically (a new link renamed over the old), so it never dangles;
+    - the final training step is always saved, whatever ``every_n_train_steps`` is;
+    - ``verified_path`` is the newest checkpoint whose weights have since produced finite losses (the next
+      training step ran on them): the one to resume from after a divergence, when the newest file may already
+      hold the diverged weights. Keep at least two checkpoints (``save_top_k: 2`` over ``monitor: step``) so
+      that it stays on disk.
+    """
+
+    verified_path: str = ""
+    _unverified_path: str = ""  # saved after the last batch; verified when the next batch's losses are finite
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        bad = non_finite_tensors(trainer.lightning_module.state_dict())
+        if bad:
+            raise NonFiniteWeightsError(
+                f"not saving {filepath}: {len(bad)} tensors hold NaN or inf ({', '.join(bad[:5])}); the last good "
+                f"checkpoint is {self.verified_path or self.last_model_path or 'none yet'}"
+            )
+        super()._save_checkpoint(trainer, filepath)
+        self._unverified_path = filepath
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        # this batch's losses were computed (finite: a non-finite one stops training before this hook) on the
+        # weights of the checkpoint saved after the previous batch
+        if self._unverified_path:
+            self.verified_path, self._unverified_path = self._unverified_path, ""
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    @staticmethod
+    def _link_checkpoint(trainer: L.Trainer, filepath: str, linkpath: str) -> None:
+        if trainer.is_global_zero and os.path.abspath(filepath) != os.path.abspath(linkpath):
+            link = Path(linkpath)
+            tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            os.symlink(os.path.relpath(filepath, link.parent), tmp)
+            os.replace(tmp, link)
+        trainer.strategy.barrier()
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self._should_skip_saving_checkpoint(trainer):  # the final step was not saved yet
+            candidates = self._monitor_candidates(trainer)
+            self._save_topk_checkpoint(trainer, candidates)
+            self._save_last_checkpoint(trainer, candidates)
+        super().on_train_end(trainer, pl_module)
+
+    def state_dict(self) -> dict[str, Any]:
+        return super().state_dict() | {"verified_path": self.verified_path, "unverified_path": self._unverified_path}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self.verified_path = state_dict.get("verified_path", "")
+        self._unverified_path = state_dict.get("unverified_path", "")

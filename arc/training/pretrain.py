@@ -8,18 +8,26 @@ and the pretransform are frozen. An EMA of the DiT is kept for sampling.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import lightning as L
 import torch
+from torch.optim import Optimizer
 
-from arc.data.module import set_datamodule_epoch
+from arc.data.module import restore_data_position, set_datamodule_epoch
 from arc.flow import add_noise, randn, velocity_target
 from arc.models.conditioners import Conditioning
 from arc.models.wrapper import AudioDiffusionModel
 from arc.training.checkpoints import CONFIG_KEY
 from arc.training.ema import EMA
-from arc.training.steps import Batch, OptimizerFactory, batch_conditioning, batch_latents, step_generator
+from arc.training.steps import (
+    Batch,
+    OptimizerFactory,
+    apply_configured_lrs,
+    batch_conditioning,
+    batch_latents,
+    check_finite,
+    configured_lrs,
+    step_generator,
+)
 from arc.training.timesteps import trunc_logit_normal
 
 
@@ -86,7 +94,6 @@ class FlowPretrainModule(L.LightningModule):
         self.cfg_dropout = cfg_dropout
         self.seed = seed
         self.run_config = run_config
-        self._ema_step = 0
 
     def sampling_model(self, use_ema: bool = True) -> AudioDiffusionModel:
         """The model to sample from: the trained conditioners and pretransform with the EMA DiT (shared
@@ -120,6 +127,7 @@ class FlowPretrainModule(L.LightningModule):
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         generator = step_generator(self.device, self.seed, self.global_rank, self.current_epoch, batch_idx)
         loss = self.flow_loss(batch, generator)
+        check_finite({"loss": loss}, f"pre-training step {self.global_step}", self.trainer)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["prompt"]))
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=len(batch["prompt"]))
         return loss
@@ -131,17 +139,23 @@ class FlowPretrainModule(L.LightningModule):
         self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=len(batch["prompt"]))
         return loss
 
-    def on_train_batch_end(self, outputs: torch.Tensor | Mapping, batch: Batch, batch_idx: int) -> None:
-        # once per optimiser step: with gradient accumulation most batches do not step
-        if self.global_step != self._ema_step:
-            self.ema.update(self.model.dit)
-            self._ema_step = self.global_step
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Optimizer, optimizer_closure=None) -> None:
+        # the EMA follows each optimiser step at once (with gradient accumulation most batches do not step), before
+        # any callback's batch-end hook, so a checkpoint written then holds the EMA of the weights it holds
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        self.ema.update(self.model.dit)
 
     def on_train_epoch_start(self) -> None:
         set_datamodule_epoch(self.trainer)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.optimizer_factory([p for p in self.parameters() if p.requires_grad])
+        optimizer = self.optimizer_factory([p for p in self.parameters() if p.requires_grad])
+        self._configured_lrs = configured_lrs([optimizer])
+        return optimizer
+
+    def on_train_start(self) -> None:
+        apply_configured_lrs(self.trainer.optimizers, self._configured_lrs)
+        restore_data_position(self.trainer)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         if self.run_config is not None:

@@ -3,14 +3,18 @@ per-step seeded random draws that make a resumed run draw what the uninterrupted
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping
 
+import lightning as L
 import numpy as np
 import torch
 from torch import nn
 
 from arc.models.conditioners import Conditioners, Conditioning
 from arc.models.wrapper import AudioDiffusionModel
+
+log = logging.getLogger(__name__)
 
 Batch = Mapping[str, torch.Tensor | list[str]]
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
@@ -50,3 +54,45 @@ def batch_conditioning(conditioners: Conditioners, batch: Batch, prompts: list[s
     if "seconds_start" in conditioners.numbers:
         numbers["seconds_start"] = batch["seconds_start"]
     return conditioners(batch["prompt"] if prompts is None else prompts, numbers)
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or infinite; training stops before the step is applied."""
+
+
+def check_finite(losses: Mapping[str, torch.Tensor], where: str, trainer: L.Trainer) -> None:
+    """Raise ``NonFiniteLossError`` if any loss is NaN or infinite, naming which, where, and the checkpoint to
+    resume from: the newest one whose weights went on to give finite losses (``RunCheckpoint.verified_path``);
+    the newest file may already hold the weights that diverged."""
+    bad = [name for name, value in losses.items() if not torch.isfinite(value).all()]
+    if bad:
+        raise NonFiniteLossError(
+            f"non-finite {', '.join(bad)} at {where}; the step was not applied. Resume from "
+            f"{recovery_checkpoint(trainer)} with a lower learning rate (e.g. module.d_optimizer.lr=...; the "
+            "configured rates replace the checkpoint's) or stronger gradient clipping"
+        )
+
+
+def recovery_checkpoint(trainer: L.Trainer) -> str:
+    """The checkpoint to resume from after a divergence (see ``check_finite``), or a note that there is none."""
+    callback = trainer.checkpoint_callback
+    path = getattr(callback, "verified_path", "") or ""
+    return f"ckpt_path={path}" if path else "the start (no checkpoint has been verified yet)"
+
+
+def configured_lrs(optimizers: list[torch.optim.Optimizer]) -> list[list[float]]:
+    """The learning rate of every parameter group, as the config built them (record before any resume)."""
+    return [[group["lr"] for group in opt.param_groups] for opt in optimizers]
+
+
+def apply_configured_lrs(optimizers: list[torch.optim.Optimizer], configured: list[list[float]]) -> None:
+    """After a resume, the optimiser state from the checkpoint carries the old learning rates: put back the
+    configured ones (resuming with a new lr is how one recovers from a divergence), and say so."""
+    for i, (opt, lrs) in enumerate(zip(optimizers, configured, strict=True)):
+        for group, lr in zip(opt.param_groups, lrs, strict=True):
+            if group["lr"] != lr:
+                old = group["lr"]
+                log.info(
+                    "optimizer %d: learning rate %.3g from the config replaces %.3g from the checkpoint", i, lr, old
+                )
+                group["lr"] = lr
