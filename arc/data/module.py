@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 
 import lightning as L
@@ -150,6 +151,8 @@ def restore_data_position(trainer: L.Trainer) -> None:
     loop = trainer.fit_loop
     if not loop.restarted_mid_epoch:
         return
+    # Lightning warns that a plain DataLoader cannot resume mid-epoch; this function is what makes it resume
+    warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
     set_datamodule_epoch(trainer)
     datamodule = getattr(trainer, "datamodule", None)
     if not hasattr(datamodule, "resume_mid_epoch"):

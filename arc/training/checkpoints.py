@@ -182,8 +182,8 @@ class RunCheckpoint(ModelCheckpoint):
                 f"not saving {filepath}: {len(bad)} tensors hold NaN or inf ({', '.join(bad[:5])}); the last good "
                 f"checkpoint is {self.verified_path or self.last_model_path or 'none yet'}"
             )
+        self._unverified_path = filepath  # before saving: the file records itself as the one to verify on resume
         super()._save_checkpoint(trainer, filepath)
-        self._unverified_path = filepath
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int

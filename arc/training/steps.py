@@ -76,8 +76,13 @@ def check_finite(losses: Mapping[str, torch.Tensor], where: str, trainer: L.Trai
 def recovery_checkpoint(trainer: L.Trainer) -> str:
     """The checkpoint to resume from after a divergence (see ``check_finite``), or a note that there is none."""
     callback = trainer.checkpoint_callback
-    path = getattr(callback, "verified_path", "") or ""
-    return f"ckpt_path={path}" if path else "the start (no checkpoint has been verified yet)"
+    verified = getattr(callback, "verified_path", "")
+    if verified:
+        return f"ckpt_path={verified}"
+    newest = getattr(callback, "last_model_path", "") or getattr(callback, "best_model_path", "")
+    if newest:
+        return f"ckpt_path={newest} (the newest checkpoint; no step has run on its weights yet)"
+    return "the start (no checkpoint was written)"
 
 
 def configured_lrs(optimizers: list[torch.optim.Optimizer]) -> list[list[float]]:
