@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -201,8 +202,12 @@ class RunCheckpoint(ModelCheckpoint):
             tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
-            os.symlink(os.path.relpath(filepath, link.parent), tmp)
-            os.replace(tmp, link)
+            try:
+                os.symlink(os.path.relpath(filepath, link.parent), tmp)
+                os.replace(tmp, link)
+            except OSError:  # a filesystem without symbolic links: an atomic copy instead
+                with open(filepath, "rb") as source:
+                    atomic_write(link, lambda f: shutil.copyfileobj(source, f))
         trainer.strategy.barrier()
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
