@@ -5,16 +5,8 @@ import pytest
 from scipy import signal
 
 from arc.data.tones import ToneAttributes, TonesDataset
-from arc.probes import (
-    attribute_accuracy,
-    embedding_statistics,
-    frechet_distance,
-    measure_attributes,
-    pairwise_diversity,
-    probe_fd,
-    probe_report,
-    spectral_embedding,
-)
+from arc.metrics.probes import attribute_accuracy, measure_attributes, probe_fd, probe_report, spectral_embedding
+from arc.metrics.statistics import ccds, embedding_statistics, frechet_distance
 
 SAMPLE_RATE = 16000
 NUM_SAMPLES = 16000
@@ -141,14 +133,14 @@ def test_probe_fd_separates_real_tones_from_noise(real_tones, white_noise):
     assert 0 <= real_vs_real < 0.3 * real_vs_noise, (real_vs_real, real_vs_noise)
 
 
-def test_pairwise_diversity_bounds():
+def test_ccds_bounds():
     same = np.tile(np.array([[1.0, 2.0, 3.0]]), (4, 1))
     orthogonal = np.eye(3)
-    assert pairwise_diversity([same]) == pytest.approx(0.0, abs=1e-12)
-    assert pairwise_diversity([orthogonal]) == pytest.approx(1.0)
-    assert pairwise_diversity([same, orthogonal]) == pytest.approx(0.5)
+    assert ccds([same]) == pytest.approx(0.0, abs=1e-12)
+    assert ccds([orthogonal]) == pytest.approx(1.0)
+    assert ccds([same, orthogonal]) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="K >= 2"):
-        pairwise_diversity([np.ones((1, 3))])
+        ccds([np.ones((1, 3))])
 
 
 def test_probe_report_keys(real_tones):

@@ -9,7 +9,8 @@ identical on every call and every machine.
 Pitch means the fundamental for the periodic waveforms and the colour (pass band) for noise: noise has to be
 broadband for its loudness to look steady over a 50 ms frame, so it cannot sit in a 100-180 Hz band.
 All partials stay below ``0.45 * sample_rate`` (and 8 kHz), so any ``sample_rate >= 8000`` renders without
-aliasing and with at least the third harmonic that the probes (``arc.probes``) need to tell square from sawtooth.
+aliasing and with at least the third harmonic that the probes (``arc.metrics.probes``) need to tell square
+from sawtooth.
 """
 
 from __future__ import annotations

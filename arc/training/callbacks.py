@@ -14,8 +14,8 @@ from tqdm.auto import tqdm
 from arc.audio_io import write_wav
 from arc.data.tones import ENVELOPES, PANS, PITCHES, WAVEFORMS, ToneAttributes, render_tone
 from arc.generate import generate
+from arc.metrics.probes import probe_report
 from arc.models.wrapper import AudioDiffusionModel
-from arc.probes import probe_report
 from arc.sampling import SAMPLERS
 
 ALL_CAPTIONS = [

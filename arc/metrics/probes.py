@@ -2,8 +2,9 @@
 
 * prompt adherence: ``measure_attributes`` reads waveform, pitch, envelope and pan off any stereo clip and
   ``attribute_accuracy`` compares them with the caption;
-* quality: ``frechet_distance`` between Gaussians fitted to a fixed hand-made ``spectral_embedding``;
-* diversity: ``pairwise_diversity``, the CCDS-style mean cosine distance between renderings of one prompt.
+* quality: ``frechet_distance`` (``arc.metrics.statistics``) between Gaussians fitted to a fixed hand-made
+  ``spectral_embedding``;
+* diversity: ``ccds`` on that embedding, the mean cosine distance between renderings of one prompt.
 
 The pitch and pan thresholds are derived from the class ranges in ``arc.data.tones`` (midpoints of the gaps between
 classes), so changing those ranges moves the probes with them; the waveform and envelope thresholds sit in wide gaps
@@ -16,7 +17,6 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import linalg
 
 from arc.data.tones import (
     NOISE_BAND_JITTER,
@@ -27,6 +27,7 @@ from arc.data.tones import (
     ToneAttributes,
     max_partial_hz,
 )
+from arc.metrics.statistics import ccds, embedding_statistics, frechet_distance
 
 ATTRIBUTES = ("waveform", "pitch", "envelope", "pan")
 F0_SEARCH_MIN_HZ = 50.0
@@ -203,63 +204,11 @@ def spectral_embedding(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     return np.concatenate([shape, contour - contour.mean(), [roughness, balance]])
 
 
-def embedding_statistics(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean ``mu = sum_i e_i / n`` and unbiased covariance ``sigma = sum_i (e_i - mu)(e_i - mu)^T / (n - 1)``."""
-    e = np.asarray(embeddings, dtype=np.float64)
-    if e.ndim != 2 or e.shape[0] < 2:
-        raise ValueError(f"expected embeddings of shape (n >= 2, D), got shape {e.shape}")
-    return e.mean(axis=0), np.cov(e, rowvar=False)
-
-
-def frechet_distance(
-    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6
-) -> float:
-    """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2):
-
-    ``FD = |mu1 - mu2|^2 + Tr(sigma1 + sigma2 - 2 (sigma1 sigma2)^(1/2))``.
-
-    As in pytorch-fid / stable-audio-metrics, ``eps I`` is added to both covariances only when the matrix square
-    root is not finite, and a numerically tiny imaginary part of the root is dropped (a large one raises).
-    """
-    mu1, mu2 = np.atleast_1d(np.asarray(mu1, dtype=np.float64)), np.atleast_1d(np.asarray(mu2, dtype=np.float64))
-    sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
-    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (mu1.size, mu1.size):
-        raise ValueError(
-            f"shapes disagree: mu1 {mu1.shape}, mu2 {mu2.shape}, sigma1 {sigma1.shape}, sigma2 {sigma2.shape}"
-        )
-    covmean = linalg.sqrtm(sigma1 @ sigma2)
-    if not np.isfinite(covmean).all():
-        offset = eps * np.eye(mu1.size)
-        covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
-    if np.iscomplexobj(covmean):
-        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
-            raise ValueError(f"matrix square root has a large imaginary part {np.abs(covmean.imag).max():.3g}")
-        covmean = covmean.real
-    diff = mu1 - mu2
-    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
-
-
 def probe_fd(gen_audios: Sequence[np.ndarray], ref_audios: Sequence[np.ndarray], sample_rate: int) -> float:
     """Fréchet distance between the spectral embeddings of generated and reference clips."""
     gen = embedding_statistics(np.stack([spectral_embedding(a, sample_rate) for a in gen_audios]))
     ref = embedding_statistics(np.stack([spectral_embedding(a, sample_rate) for a in ref_audios]))
     return frechet_distance(*gen, *ref)
-
-
-def pairwise_diversity(embeddings_per_prompt: Sequence[np.ndarray]) -> float:
-    """CCDS-style diversity: ``mean_prompts mean_{i<j} (1 - cos(e_i, e_j))`` over each prompt's (K >= 2, D)
-    embeddings; 0 when all renderings of a prompt coincide, 1 when they are orthogonal."""
-    if not embeddings_per_prompt:
-        raise ValueError("need at least one prompt's embeddings")
-    per_prompt = []
-    for e in embeddings_per_prompt:
-        e = np.asarray(e, dtype=np.float64)
-        if e.ndim != 2 or e.shape[0] < 2:
-            raise ValueError(f"each prompt needs embeddings of shape (K >= 2, D), got shape {e.shape}")
-        unit = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
-        i, j = np.triu_indices(e.shape[0], k=1)
-        per_prompt.append(np.mean(1 - (unit[i] * unit[j]).sum(axis=1)))
-    return float(np.mean(per_prompt))
 
 
 def probe_report(
@@ -278,7 +227,7 @@ def probe_report(
         groups[prompt].append(audio)
     repeated = [clips for clips in groups.values() if len(clips) >= 2]
     if repeated:
-        report["diversity"] = pairwise_diversity(
+        report["diversity"] = ccds(
             [np.stack([spectral_embedding(a, sample_rate) for a in clips]) for clips in repeated]
         )
     return report
