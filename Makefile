@@ -20,7 +20,7 @@ install: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
-# The embedded job (about 12 minutes on a 2-core CPU): tones pre-training -> ARC post-training -> a probe table
+# The embedded job (about 13 minutes on a 2-core CPU): tones pre-training -> ARC post-training -> a probe table
 # comparing the base model (Euler 50 steps + CFG, and ping-pong 8) with the ARC model (ping-pong 8), with WAVs.
 # DEMO_ARGS: extra overrides for both training runs (e.g. DEMO_ARGS=module.ema_warmup=false).
 DEMO ?= outputs/demo
