@@ -58,3 +58,21 @@ def test_passt_reference_refuses_anything_but_id_to_tensor(tmp_path):
     (tmp_path / "cut.pkl").write_bytes(pickle.dumps(_probabilities(2))[:100])
     with pytest.raises(InvalidInputError, match="is not a PaSST reference file"):
         load_passt_reference(tmp_path / "cut.pkl")
+
+
+def test_metric_weights_are_looked_up_in_the_cache_with_a_message_that_says_what_to_do(tmp_path, monkeypatch):
+    from arc.hub import MissingWeightsError
+    from arc.metrics.weights import WEIGHT_FILES, weight_path
+
+    monkeypatch.setenv("ARC_METRICS_CACHE", str(tmp_path))
+    with pytest.raises(MissingWeightsError) as err:
+        weight_path("openl3_mel256_env")
+    message = str(err.value)
+    assert str(tmp_path / "openl3_audio_mel256_env.h5") in message and "gunzip" in message
+    assert "https://github.com/marl/openl3/raw/models/openl3_audio_mel256_env-v0_4_0.h5.gz" in message
+    (tmp_path / WEIGHT_FILES["passt"].filename).write_bytes(b"x")
+    assert weight_path("passt") == tmp_path / "passt-s-f128-p16-s10-ap.476-swa.pt"
+    with pytest.raises(MissingWeightsError, match=str(tmp_path / "other")):  # an explicit cache_dir wins
+        weight_path("passt", cache_dir=tmp_path / "other")
+    with pytest.raises(KeyError, match="unknown metric weights 'vggish'"):
+        weight_path("vggish")
