@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from arc.metrics.audio import peak_normalize
 from arc.metrics.passt import (
     Passt,
     PasstClassifier,
@@ -15,7 +16,6 @@ from arc.metrics.passt import (
     kaldi_mel_banks,
     load_passt,
     passt_probabilities,
-    peak_normalize,
 )
 from arc.releases import CheckpointMismatchError
 

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from arc.metrics.audio import peak_normalize
 from arc.metrics.weights import weight_path
 from arc.releases import load_checkpoint_file, load_strict
 
@@ -188,15 +189,6 @@ def load_passt(path: str | Path | None = None) -> PasstClassifier:
     net = Passt()
     load_strict(net, state, what=str(path))
     return PasstClassifier(net).eval()
-
-
-def peak_normalize(audio: np.ndarray, dbfs: float = -1.0) -> np.ndarray:
-    """Scale so that the largest absolute sample is ``dbfs`` (pyloudnorm's ``normalize.peak``: one gain for all
-    channels)."""
-    peak = np.abs(audio).max()
-    if not peak > 0:
-        raise ValueError("a silent clip cannot be peak-normalised")
-    return audio * (10 ** (dbfs / 20) / peak)
 
 
 def analysis_windows(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> list[np.ndarray]:
