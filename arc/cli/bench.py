@@ -2,6 +2,7 @@
 
     arc-bench dit [--device cpu] [--repeats 5]   # SAO Small DiT forward vs diffusers' StableAudioDiTModel
     arc-bench train-step [--experiment tones] [--batch-size 8]   # one ARC step vs one pre-training step
+    arc-bench metrics [--clips 3]   # OpenL3, PaSST and CLAP embedding speed and memory (arc.metrics.bench)
 
 Each model is measured in its own subprocess, so the peak-memory numbers do not mix.
 """
@@ -232,9 +233,15 @@ def main(argv: list[str] | None = None) -> None:
     step.add_argument("--batch-size", type=int, default=8)
     step.add_argument("--steps", type=int, default=8, help="batches timed per run (the first of each kind dropped)")
     step.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    metrics = sub.add_parser("metrics", help="metric models: audio seconds embedded per second, peak memory")
+    metrics.add_argument("--clips", type=int, default=3, help="10 s clips timed per model (after one warm-up)")
     args = parser.parse_args(argv)
     if args.what == "dit":
         bench_dit(args.device, args.repeats, args.rounds)
+    elif args.what == "metrics":
+        from arc.metrics.bench import bench_metrics
+
+        bench_metrics(args.clips)
     else:
         bench_train_step(args.experiment, args.batch_size, args.steps, args.device)
 

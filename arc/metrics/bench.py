@@ -1,0 +1,92 @@
+"""How fast the metric models embed on this machine: per model, 10 s stereo 44.1 kHz clips prepared as each
+reference metric prepares them, seconds of audio per second, peak memory, and the projected wall time of the
+AudioCaps test set (4,875 clips of 10 s). Random weights at the real sizes (timing only, labelled so); each model
+runs in its own subprocess so the peak-memory numbers do not mix."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import resource
+import statistics
+import time
+
+import numpy as np
+import soxr
+import torch
+
+AUDIOCAPS_CLIPS, CLIP_SECONDS, SOURCE_RATE = 4875, 10, 44100
+
+
+def _embedder(name: str):
+    """(prepare one stereo clip -> model input, model) with random weights at the real size."""
+    if name == "openl3":
+        from arc.metrics.openl3 import OpenL3, openl3_frames
+
+        # FD_openl3: each channel resampled to 48 kHz and framed (1 s, hop 0.5 s, centred), frames embedded
+        def prepare(clip):
+            channels = [openl3_frames(soxr.resample(c, SOURCE_RATE, 48000, "HQ")) for c in clip]
+            return torch.from_numpy(np.concatenate(channels))
+
+        return prepare, OpenL3().eval()
+    if name == "passt":
+        from arc.metrics.passt import Passt, PasstClassifier, analysis_windows
+
+        def prepare(clip):  # KL_passt: mono at 32 kHz, 10 s windows
+            mono = soxr.resample(clip.mean(axis=0), SOURCE_RATE, 32000, "HQ")
+            return torch.from_numpy(np.stack(analysis_windows(mono)).astype(np.float32))
+
+        return prepare, PasstClassifier(Passt()).eval()
+    if name == "clap":
+        from transformers import ClapModel
+
+        from arc.metrics.clap import clap_config, clap_feature_extractor
+
+        extractor = clap_feature_extractor()
+        model = ClapModel(clap_config()).eval()
+
+        def prepare(clip):  # CLAP score: mono at 48 kHz, fusion features
+            mono = soxr.resample(clip.mean(axis=0), SOURCE_RATE, 48000, "HQ").astype(np.float32)
+            return extractor([mono], sampling_rate=48000, return_tensors="pt")["input_features"]
+
+        return (
+            prepare,
+            lambda feats: (
+                model.get_audio_features(input_features=feats, is_longer=torch.tensor([[False]])).pooler_output
+            ),
+        )
+    raise ValueError(f"unknown metric model {name!r}")
+
+
+def _measure(name: str, clips: int, queue: mp.Queue) -> None:
+    torch.manual_seed(0)
+    prepare, model = _embedder(name)
+    audio = np.random.default_rng(0).normal(0, 0.1, (clips + 1, 2, CLIP_SECONDS * SOURCE_RATE)).astype(np.float32)
+    seconds = []
+    with torch.no_grad():
+        for i, clip in enumerate(audio):  # the first clip warms up
+            start = time.perf_counter()
+            model(prepare(clip))
+            if i > 0:
+                seconds.append(time.perf_counter() - start)
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    queue.put({"model": name, "median_s": statistics.median(seconds), "min_s": min(seconds), "peak_mib": peak_mib})
+
+
+def bench_metrics(clips: int = 3) -> list[dict]:
+    """Print and return one row per metric model (torch's default thread count)."""
+    rows = []
+    for name in ("openl3", "passt", "clap"):
+        queue = mp.get_context("spawn").Queue()
+        proc = mp.get_context("spawn").Process(target=_measure, args=(name, clips, queue))
+        proc.start()
+        rows.append(queue.get())
+        proc.join()
+    print(f"metric models, random weights (timing only), {torch.get_num_threads()} threads, "
+          f"{CLIP_SECONDS} s stereo clips at {SOURCE_RATE} Hz, {clips} clips after one warm-up")  # fmt: skip
+    print("| model | s per clip (median) | min | audio s per s | peak RSS MiB | AudioCaps test (4,875 clips) |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        hours = r["median_s"] * AUDIOCAPS_CLIPS / 3600
+        print(f"| {r['model']} | {r['median_s']:.2f} | {r['min_s']:.2f} | {CLIP_SECONDS / r['median_s']:.1f} | "
+              f"{r['peak_mib']:.0f} | {hours:.1f} h |")  # fmt: skip
+    return rows
