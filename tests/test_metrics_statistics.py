@@ -113,3 +113,32 @@ def test_frechet_accumulator_in_batches_equals_the_statistic_on_all_embeddings()
     assert metric.compute() == pytest.approx(expected, rel=1e-9)
     with pytest.raises(ValueError, match=r"expected \(N, 8\)"):
         metric.update(torch.zeros(3, 7))
+
+
+def test_kl_clap_and_ccds_accumulators_equal_their_statistics():
+    import torch
+
+    from arc.metrics.accumulators import CCDS, ClapScore, KLToReference
+
+    rng = np.random.default_rng(11)
+    softmax = lambda z: np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)  # noqa: E731
+    reference = {f"id{i}": p for i, p in enumerate(softmax(rng.normal(size=(6, 5))))}
+    generated = softmax(rng.normal(size=(7, 5)))
+    ids = [f"id{i}" for i in range(6)] + ["stray"]
+    kl = KLToReference(reference)
+    kl.update(ids[:3], torch.from_numpy(generated[:3]))
+    kl.update(ids[3:], torch.from_numpy(generated[3:]))
+    expected = matched_kl(dict(zip(ids, generated, strict=True)), reference)
+    assert kl.compute() == pytest.approx(expected.kl) and kl.unmatched == ["stray"]
+
+    audio, text = rng.normal(size=(10, 8)), rng.normal(size=(10, 8))
+    score = ClapScore()
+    score.update(torch.from_numpy(audio[:4]), torch.from_numpy(text[:4]))
+    score.update(torch.from_numpy(audio[4:]), torch.from_numpy(text[4:]))
+    assert score.compute() == pytest.approx(clap_score(audio, text))
+
+    per_prompt = [rng.normal(size=(k, 8)) for k in (2, 3, 5)]
+    diversity = CCDS()
+    for e in per_prompt:
+        diversity.update(torch.from_numpy(e))
+    assert diversity.compute() == pytest.approx(ccds(per_prompt))

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torchmetrics import Metric
 
-from arc.metrics.statistics import frechet_distance
+from arc.metrics.statistics import ccds, clap_score, frechet_distance, kl_divergence
 
 
 class FrechetDistanceToReference(Metric):
@@ -47,3 +47,76 @@ class FrechetDistanceToReference(Metric):
         mu = (self.total / n).cpu().numpy()
         sigma = (self.outer.cpu().numpy() - n * np.outer(mu, mu)) / (n - 1)
         return frechet_distance(mu, sigma, self.mu_ref, self.sigma_ref)
+
+
+class KLToReference(Metric):
+    """Mean ``KL(gen || ref)`` (``arc.metrics.statistics.kl_divergence``) over generated items whose id has a
+    reference distribution (stable-audio-metrics' PaSST references: ``arc.metrics.references``). Ids without a
+    reference are counted in ``unmatched`` (this process's) and left out of the mean, never silently."""
+
+    full_state_update = False
+
+    def __init__(self, reference: dict[str, np.ndarray]):
+        super().__init__()
+        if not reference:
+            raise ValueError("the reference set is empty")
+        self.reference = reference
+        self.unmatched: list[str] = []
+        self.add_state("kl_sum", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, ids: list[str], probabilities: torch.Tensor) -> None:
+        """Add generated items: their ids and (N, classes) probabilities."""
+        if len(ids) != probabilities.shape[0]:
+            raise ValueError(f"{len(ids)} ids for {probabilities.shape[0]} probability rows")
+        matched = [(i, key) for i, key in enumerate(ids) if key in self.reference]
+        self.unmatched += [key for key in ids if key not in self.reference]
+        if matched:
+            p = probabilities[[i for i, _ in matched]].detach().double().cpu().numpy()
+            kl = kl_divergence(p, np.stack([self.reference[key] for _, key in matched]))
+            self.kl_sum += float(kl.sum())
+            self.count += len(matched)
+
+    def compute(self) -> float:
+        if self.count == 0:
+            raise ValueError("no generated id has a reference: ids are file names without extension")
+        return float(self.kl_sum / self.count)
+
+
+class ClapScore(Metric):
+    """Mean cosine similarity of paired audio and text embeddings (``arc.metrics.statistics.clap_score``)."""
+
+    full_state_update = False
+
+    def __init__(self):
+        super().__init__()
+        self.add_state("total", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, audio_embeddings: torch.Tensor, text_embeddings: torch.Tensor) -> None:
+        n = audio_embeddings.shape[0]
+        self.total += clap_score(audio_embeddings.cpu().numpy(), text_embeddings.cpu().numpy()) * n
+        self.count += n
+
+    def compute(self) -> float:
+        return float(self.total / self.count)
+
+
+class CCDS(Metric):
+    """CLAP Conditional Diversity Score (``arc.metrics.statistics.ccds``): one ``update`` per prompt with its K
+    generations' embeddings; the mean over prompts."""
+
+    full_state_update = False
+
+    def __init__(self):
+        super().__init__()
+        self.add_state("total", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("prompts", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, embeddings: torch.Tensor) -> None:
+        """The (K >= 2, D) embeddings of one prompt's generations."""
+        self.total += ccds([embeddings.detach().cpu().numpy()])
+        self.prompts += 1
+
+    def compute(self) -> float:
+        return float(self.total / self.prompts)
