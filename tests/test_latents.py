@@ -107,13 +107,13 @@ def test_leftover_tmp_is_not_a_complete_shard(tmp_path, audio_data):
     out = tmp_path / "latents"
     encode_to_shards(audio_data, CountingPatch(), out, shard_size=2, batch_size=2)
     (out / shard_name(2)).unlink()
-    (out / f"{shard_name(2)}.tmp").write_bytes(b"half a shard from a crashed run")
+    (out / f".{shard_name(2)}.tmp").write_bytes(b"half a shard from a crashed run")  # arc.files.atomic_write's temp
     with pytest.raises(FileNotFoundError, match="shard-00002.pt"):
         LatentDataset(out)
 
     rerun = CountingPatch()
     encode_to_shards(audio_data, rerun, out, shard_size=2, batch_size=2)
-    assert rerun.encode_calls == 1 and not (out / f"{shard_name(2)}.tmp").exists()
+    assert rerun.encode_calls == 1 and not (out / f".{shard_name(2)}.tmp").exists()
     assert LatentDataset(out)[4]["id"] == "id-4"
 
 

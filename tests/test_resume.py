@@ -16,7 +16,8 @@ import torch
 
 from arc.cli.train import instantiate_run
 from arc.config import compose_config
-from arc.training.checkpoints import AtomicCheckpointIO, CheckpointWriteError, non_finite_tensors
+from arc.files import FileWriteError
+from arc.training.checkpoints import AtomicCheckpointIO, non_finite_tensors
 from arc.training.steps import NonFiniteLossError
 from tests.conftest import TINY_DATA
 
@@ -190,7 +191,7 @@ def test_a_failed_write_leaves_no_partial_checkpoint_and_no_temp_file(tmp_path):
     original = torch.save
     torch.save = lambda obj, f: (f.write(b"PK partial"), fail())
     try:
-        with pytest.raises(CheckpointWriteError, match=f"no space left in {tmp_path}"):
+        with pytest.raises(FileWriteError, match=f"no space left in {tmp_path}"):
             io.save_checkpoint({"x": torch.zeros(3)}, target)
     finally:
         torch.save = original

@@ -16,10 +16,9 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -27,6 +26,7 @@ from tqdm import tqdm
 
 from arc.data.audio import collate
 from arc.errors import InvalidInputError, MissingFileError
+from arc.files import atomic_write
 from arc.models.pretransforms import Pretransform
 
 INDEX = "index.json"
@@ -57,17 +57,6 @@ class EncodeSummary:
     shards_skipped: int  # already complete from an earlier run
 
 
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write to ``path.tmp``, flush to disk, then rename: ``path`` exists only once complete. A ``.tmp`` left by
-    a crash is overwritten."""
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _check_compatible(dataset: Dataset, pretransform: Pretransform) -> None:
     # audio datasets carry these attributes (AudioTextDataset, TonesDataset); others are checked per batch
     if getattr(dataset, "random_crop", False):
@@ -94,7 +83,7 @@ def _prepare_index(out_dir: Path, index: dict) -> None:
                 "resume with the same pretransform, dataset and shard_size, or write to a fresh directory"
             )
         return
-    _atomic_write(path, lambda f: f.write(json.dumps(index, indent=2).encode()))
+    atomic_write(path, lambda f: f.write(json.dumps(index, indent=2).encode()))
 
 
 def _finish_index(out_dir: Path) -> None:
@@ -206,7 +195,7 @@ def encode_to_shards(
             progress.update(len(indices))
             if i + 1 == len(plan) or plan[i + 1][0] != k:  # the last batch of shard k
                 shard = _merge(parts)
-                _atomic_write(out_dir / shard_name(k), lambda f, shard=shard: torch.save(shard, f))
+                atomic_write(out_dir / shard_name(k), lambda f, shard=shard: torch.save(shard, f))
                 parts = []
     _finish_index(out_dir)
     return EncodeSummary(items=num_items, shards_written=len(todo), shards_skipped=num_shards - len(todo))

@@ -4,13 +4,11 @@ them so that no crash, kill, full disk or diverged run can leave a partial or br
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import shutil
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import lightning as L
 import torch
@@ -18,7 +16,8 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from arc.errors import NotACheckpointError, UserError
+from arc.errors import NotACheckpointError
+from arc.files import atomic_write
 from arc.models.wrapper import AudioDiffusionModel
 from arc.releases import (
     load_checkpoint_file,
@@ -102,10 +101,6 @@ def load_pretrained_vae(model: AudioDiffusionModel, source: str) -> AudioDiffusi
 # --- writing: whole files only, never non-finite weights, always the final step ---------------------------------
 
 
-class CheckpointWriteError(UserError, OSError):
-    """A checkpoint could not be written (disk full, read-only or missing directory); nothing partial is left."""
-
-
 class NonFiniteWeightsError(RuntimeError):
     """The model holds NaN or infinite values: saving it would replace a good checkpoint with a broken one."""
 
@@ -113,41 +108,6 @@ class NonFiniteWeightsError(RuntimeError):
 def non_finite_tensors(state: Mapping[str, torch.Tensor]) -> list[str]:
     """Names of the floating-point tensors of ``state`` with any NaN or infinite value."""
     return [k for k, v in state.items() if torch.is_floating_point(v) and not torch.isfinite(v).all()]
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write ``path`` whole or not at all: a temporary file in the same directory (so the rename never crosses a
-    filesystem), fsynced, renamed over ``path``; on any failure the temporary file is removed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_directory(path.parent)
-    except BaseException as err:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise CheckpointWriteError(
-                f"could not write {path}: no space left in {path.parent} (free some, or set paths.output_dir "
-                "elsewhere); the previous checkpoints are untouched"
-            ) from err
-        if isinstance(err, OSError) and err.errno in (errno.EROFS, errno.EACCES):
-            raise CheckpointWriteError(
-                f"could not write {path}: {path.parent} is not writable ({err.strerror})"
-            ) from err
-        raise
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
