@@ -1,6 +1,8 @@
 """One clip -> what each metric statistic consumes, prepared as stable-audio-metrics prepares it (SPEC 6).
 
-Clips are (channels, samples) float arrays at any sample rate; every function peak-normalises to -1 dBFS first.
+Clips are (channels, samples) float arrays at any sample rate. Each clip is peak-normalised to -1 dBFS once, at
+the point the reference does it (PaSST and CLAP: after the mono mix and resampling, inside
+``passt_probabilities`` / ``clap_audio_embeddings``; OpenL3: the whole clip, one gain for both channels).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ def _checked(audio: np.ndarray) -> np.ndarray:
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim != 2 or audio.shape[1] == 0:
         raise ValueError(f"expected a (channels, samples) clip, got shape {audio.shape}")
-    return peak_normalize(audio)
+    return audio
 
 
 @torch.no_grad()
@@ -35,7 +37,7 @@ def openl3_embeddings(model: openl3.OpenL3, audio: np.ndarray, sample_rate: int,
     """(frames, 512 x 2) FD_openl3 embeddings: at 44.1 kHz, then 48 kHz (soxr HQ both; openl3 itself uses
     resampy's kaiser_best for the second step), each channel framed and embedded on its own, left and right
     concatenated per frame; a mono clip is duplicated."""
-    audio = _checked(audio)
+    audio = peak_normalize(_checked(audio))
     audio = _resample(_resample(audio, sample_rate, OPENL3_SOURCE_RATE), OPENL3_SOURCE_RATE, openl3.SAMPLE_RATE)
     channels = audio if audio.shape[0] == 2 else np.repeat(audio[:1], 2, axis=0)
     device = next(model.parameters()).device
