@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
@@ -10,6 +11,28 @@ from tqdm.auto import tqdm
 from arc.errors import InvalidInputError
 from arc.models.wrapper import AudioDiffusionModel
 from arc.sampling import SAMPLERS, SCHEDULES, guided_velocity, initial_latent, sampling_defaults
+
+
+def load_generator(
+    preset: str | None = None, checkpoint: str | Path | None = None, release: str | None = None, use_ema: bool = True
+) -> AudioDiffusionModel:
+    """The model to generate with, from exactly one source: a ``conf/model`` ``preset`` (random weights), an
+    arc-train ``checkpoint`` (its EMA DiT unless ``use_ema`` is false) or an official stable-audio-tools
+    ``release`` (a hub repo or a local directory)."""
+    sources = [s for s in (preset, checkpoint, release) if s is not None]
+    if len(sources) != 1:
+        raise ValueError(f"give exactly one of preset, checkpoint and release, got {sources}")
+    if preset is not None:
+        from arc.config import build_model
+
+        return build_model(preset)
+    if checkpoint is not None:
+        from arc.training.checkpoints import load_trained_model
+
+        return load_trained_model(checkpoint, use_ema=use_ema)
+    from arc.releases import load_stable_audio
+
+    return load_stable_audio(release)
 
 
 @torch.no_grad()

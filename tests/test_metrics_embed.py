@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from arc.metrics.embed import openl3_embeddings, passt_clip_probabilities
+from arc.metrics.embed import openl3_embeddings, passt_clip_outputs
 from arc.metrics.openl3 import OpenL3
 from arc.metrics.passt import Passt, PasstClassifier
 
@@ -30,8 +30,9 @@ def test_passt_takes_the_mono_mix_at_32_khz():
     tiny = PasstClassifier(Passt(num_classes=7, embed_dim=32, depth=1, num_heads=2)).eval()
     rng = np.random.default_rng(1)
     stereo = 0.1 * rng.normal(size=(2, 3 * 44100))
-    p = passt_clip_probabilities(tiny, stereo, 44100)
-    swapped = passt_clip_probabilities(tiny, stereo[::-1], 44100)
+    p, e = passt_clip_outputs(tiny, stereo, 44100)
+    swapped, e_swapped = passt_clip_outputs(tiny, stereo[::-1], 44100)
     assert p.shape == (7,) and p.sum() == pytest.approx(1) and np.allclose(p, swapped, atol=1e-6)
+    assert e.shape == (32,) and np.allclose(e, e_swapped, atol=1e-5)
     with pytest.raises(ValueError, match=r"\(channels, samples\)"):
-        passt_clip_probabilities(tiny, stereo[0], 44100)
+        passt_clip_outputs(tiny, stereo[0], 44100)

@@ -15,7 +15,7 @@ from arc.metrics.passt import (
     analysis_windows,
     kaldi_mel_banks,
     load_passt,
-    passt_probabilities,
+    passt_outputs,
 )
 from arc.releases import CheckpointMismatchError
 
@@ -112,15 +112,18 @@ def test_stable_audio_metrics_windows():
     assert padded[: 7 * sr].all() and not padded[7 * sr :].any()
 
 
-def test_probabilities_are_the_softmax_of_the_mean_window_logits():
+def test_probabilities_are_the_softmax_of_the_mean_window_logits_and_the_embedding_their_mean_features():
     torch.manual_seed(0)
     tiny = PasstClassifier(Passt(num_classes=5, embed_dim=32, depth=1, num_heads=2)).eval()
     audio = np.random.default_rng(0).normal(size=12 * 32000) * 0.01
-    probs = passt_probabilities(tiny, audio)
+    probs, embedding = passt_outputs(tiny, audio)
     windows = analysis_windows(peak_normalize(audio))
     with torch.no_grad():
         logits = torch.stack([tiny(torch.from_numpy(w).float()[None])[0] for w in windows])
+        features = torch.stack([tiny.features(torch.from_numpy(w).float()[None])[0] for w in windows])
+    assert len(windows) == 2
     assert np.allclose(probs, torch.softmax(logits.mean(0), 0).numpy(), atol=1e-6) and probs.sum() == pytest.approx(1)
+    assert np.allclose(embedding, features.mean(0).numpy(), atol=1e-6) and embedding.shape == (32,)
 
 
 def test_peak_normalisation_to_minus_one_dbfs():

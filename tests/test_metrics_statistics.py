@@ -142,3 +142,18 @@ def test_kl_clap_and_ccds_accumulators_equal_their_statistics():
     for e in per_prompt:
         diversity.update(torch.from_numpy(e))
     assert diversity.compute() == pytest.approx(ccds(per_prompt))
+
+
+def test_recall_coverage_accumulator_in_batches_equals_brute_force():
+    import torch
+
+    from arc.metrics.accumulators import RecallCoverageToReference
+
+    rng = np.random.default_rng(5)
+    real, fake = rng.normal(size=(30, 4)), 0.5 + rng.normal(size=(25, 4))
+    metric = RecallCoverageToReference(real, k=5)
+    for chunk in np.array_split(fake, 3):
+        metric.update(torch.from_numpy(chunk))
+    assert metric.compute() == pytest.approx(_brute_recall_coverage(real, fake, 5))
+    with pytest.raises(ValueError, match="more than k = 5"):
+        RecallCoverageToReference(real[:5])

@@ -78,7 +78,7 @@ def test_measure_handles_silence_and_rejects_mono():
 
 
 def test_attribute_accuracy_rejects_length_mismatch(real_tones):
-    with pytest.raises(ValueError, match="as many audios as prompts"):
+    with pytest.raises(ValueError, match="as many clips as prompts"):
         attribute_accuracy(real_tones[0][:3], real_tones[1][:2], SAMPLE_RATE)
 
 

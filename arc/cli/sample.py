@@ -23,7 +23,7 @@ from arc.audio_io import write_wav
 from arc.cli.errors import debug_requested, report_user_errors
 from arc.data.audio import AudioTextDataset
 from arc.errors import InvalidInputError, MissingFileError
-from arc.generate import generate
+from arc.generate import generate, load_generator
 from arc.models.wrapper import AudioDiffusionModel
 from arc.sampling import SAMPLERS, SCHEDULES, sampling_defaults
 
@@ -59,20 +59,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--debug", action="store_true", help="show the traceback of a user error")
     return parser.parse_args(argv)
-
-
-def load_model(args: argparse.Namespace) -> AudioDiffusionModel:
-    if args.preset is not None:
-        from arc.config import build_model
-
-        return build_model(args.preset)
-    if args.checkpoint is not None:
-        from arc.training.checkpoints import load_trained_model
-
-        return load_trained_model(args.checkpoint, use_ema=not args.no_ema)
-    from arc.releases import load_stable_audio
-
-    return load_stable_audio(args.model)
 
 
 def read_init_audio(path: Path, model: AudioDiffusionModel) -> torch.Tensor:
@@ -113,7 +99,7 @@ def sample_with(args: argparse.Namespace) -> list[dict]:
     if args.num < 1 or args.batch_size < 1:
         raise InvalidInputError(f"--num and --batch-size must be >= 1, got {args.num} and {args.batch_size}")
     prompts = read_prompts(args)
-    model = load_model(args).to(args.device).eval()
+    model = load_generator(args.preset, args.checkpoint, args.model, use_ema=not args.no_ema).to(args.device).eval()
     defaults = sampling_defaults(model.diffusion_objective)
     sampler = defaults.sampler if args.sampler is None else args.sampler
     steps = defaults.steps if args.steps is None else args.steps

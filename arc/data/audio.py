@@ -61,30 +61,32 @@ class ManifestRow:
     row: int
 
 
-def _manifest_entry(manifest: Path, row: int, fields: Mapping[str, object]) -> ManifestRow:
-    for column in ("path", "caption"):
+def _manifest_entry(manifest: Path, row: int, fields: Mapping[str, object], required: Sequence[str]) -> ManifestRow:
+    for column in required:
         if column not in fields:
             raise InvalidInputError(
-                f"{manifest}: row {row} has no {column!r} column; every row needs 'path' and 'caption'"
+                f"{manifest}: row {row} has no {column!r} column; every row needs {' and '.join(map(repr, required))}"
             )
-    path = str(fields["path"] or "").strip()
-    if not path:
+    path = str(fields.get("path") or "").strip()
+    if "path" in required and not path:
         raise InvalidInputError(f"{manifest}: row {row} has an empty 'path'")
-    given_id = str(fields.get("id") or "").strip()  # the id column is optional
+    given_id = str(fields.get("id") or "").strip()
+    if not given_id and not path:
+        raise InvalidInputError(f"{manifest}: row {row} has an empty 'id'")
     return ManifestRow(path=path, caption=str(fields["caption"] or ""), id=given_id or Path(path).stem, row=row)
 
 
-def _read_csv(manifest: Path) -> list[ManifestRow]:
+def _read_csv(manifest: Path, required: Sequence[str]) -> list[ManifestRow]:
     with manifest.open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         header = reader.fieldnames or []
-        for column in ("path", "caption"):
+        for column in required:
             if column not in header:
                 raise InvalidInputError(f"{manifest}: the CSV header {header} has no {column!r} column")
-        return [_manifest_entry(manifest, row, fields) for row, fields in enumerate(reader, start=1)]
+        return [_manifest_entry(manifest, row, fields, required) for row, fields in enumerate(reader, start=1)]
 
 
-def _read_jsonl(manifest: Path) -> list[ManifestRow]:
+def _read_jsonl(manifest: Path, required: Sequence[str]) -> list[ManifestRow]:
     rows = []
     with manifest.open(encoding="utf-8") as f:
         lines = [(number, line) for number, line in enumerate(f, start=1) if line.strip()]
@@ -95,12 +97,13 @@ def _read_jsonl(manifest: Path) -> list[ManifestRow]:
             raise InvalidInputError(f"{manifest}: line {number} is not valid JSON ({e})") from e
         if not isinstance(fields, dict):
             raise InvalidInputError(f"{manifest}: line {number} is a JSON {type(fields).__name__}, expected an object")
-        rows.append(_manifest_entry(manifest, row, fields))
+        rows.append(_manifest_entry(manifest, row, fields, required))
     return rows
 
 
-def read_manifest(path: str | Path) -> list[ManifestRow]:
-    """Read a ``.csv`` (header with ``path``, ``caption``, optional ``id``) or ``.jsonl`` manifest.
+def read_manifest(path: str | Path, required: Sequence[str] = ("path", "caption")) -> list[ManifestRow]:
+    """Read a ``.csv`` (header with ``path``, ``caption``, optional ``id``) or ``.jsonl`` manifest; ``required``
+    names the columns every row must have (an evaluation's prompts: ``("id", "caption")``, no files).
 
     A row without an id gets its file's stem. Ids must be unique: they name items in latent shards and evaluations.
     """
@@ -112,7 +115,7 @@ def read_manifest(path: str | Path) -> list[ManifestRow]:
         )
     if not manifest.is_file():
         raise MissingFileError(f"manifest {manifest} does not exist")
-    rows = readers[manifest.suffix](manifest)
+    rows = readers[manifest.suffix](manifest, tuple(required))
     first_row: dict[str, int] = {}
     for entry in rows:
         if entry.id in first_row:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
 
-from arc.metrics.statistics import ccds, clap_score, frechet_distance, kl_divergence
+from arc.metrics.statistics import ccds, clap_score, frechet_distance, kl_divergence, recall_coverage
 
 
 class FrechetDistanceToReference(Metric):
@@ -120,3 +121,29 @@ class CCDS(Metric):
 
     def compute(self) -> float:
         return float(self.total / self.prompts)
+
+
+class RecallCoverageToReference(Metric):
+    """Recall and coverage (``arc.metrics.statistics.recall_coverage``, k nearest neighbours) of the embeddings
+    seen by ``update`` against fixed reference embeddings. k-NN balls need every point, so the state is the
+    embeddings themselves (gathered across processes by concatenation)."""
+
+    full_state_update = False
+
+    def __init__(self, reference: np.ndarray, k: int = 5):
+        super().__init__()
+        reference = np.asarray(reference, dtype=np.float64)
+        if reference.ndim != 2 or len(reference) <= k:
+            raise ValueError(f"need more than k = {k} reference embeddings (N, D), got shape {reference.shape}")
+        self.reference, self.k = reference, k
+        self.add_state("embeddings", [], dist_reduce_fx="cat")
+
+    def update(self, embeddings: torch.Tensor) -> None:
+        """Add a batch of (N, D) embeddings."""
+        if embeddings.ndim != 2 or embeddings.shape[1] != self.reference.shape[1]:
+            raise ValueError(f"expected (N, {self.reference.shape[1]}) embeddings, got {tuple(embeddings.shape)}")
+        self.embeddings.append(embeddings.detach().to(torch.float64))
+
+    def compute(self) -> tuple[float, float]:
+        """``(recall, coverage)``."""
+        return recall_coverage(self.reference, dim_zero_cat(self.embeddings).cpu().numpy(), self.k)

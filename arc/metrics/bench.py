@@ -30,7 +30,7 @@ def _embedder(name: str) -> Callable[[np.ndarray], object]:
         from arc.metrics.passt import Passt, PasstClassifier
 
         model = PasstClassifier(Passt()).eval()
-        return lambda clip: embed.passt_clip_probabilities(model, clip, SOURCE_RATE)
+        return lambda clip: embed.passt_clip_outputs(model, clip, SOURCE_RATE)
     if name == "clap":
         from transformers import ClapModel
 

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import ClapConfig, ClapFeatureExtractor, ClapModel
+from transformers import AutoTokenizer, ClapConfig, ClapFeatureExtractor, ClapModel, PreTrainedTokenizerBase
 
+from arc.hub import pretrained_or_explain
 from arc.metrics.audio import int16_round_trip, peak_normalize
 from arc.metrics.weights import weight_path
 from arc.releases import CheckpointMismatchError, load_checkpoint_file
@@ -127,3 +128,9 @@ def clap_text_embeddings(model: ClapModel, input_ids: torch.Tensor, attention_ma
     device = next(model.parameters()).device
     outputs = model.get_text_features(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device))
     return outputs.pooler_output.cpu().double().numpy()  # projected and L2-normalised by transformers
+
+
+def clap_tokenizer(name: str = "roberta-base") -> PreTrainedTokenizerBase:
+    """LAION-CLAP's text tokenizer (``roberta-base``; ``laion/clap-htsat-fused`` has the same vocabulary) from a
+    local directory or the Hugging Face cache."""
+    return pretrained_or_explain(AutoTokenizer.from_pretrained, name)

@@ -2,7 +2,7 @@
 
 Clips are (channels, samples) float arrays at any sample rate. Each clip is peak-normalised to -1 dBFS once, at
 the point the reference does it (PaSST and CLAP: after the mono mix and resampling, inside
-``passt_probabilities`` / ``clap_audio_embeddings``; OpenL3: the whole clip, one gain for both channels).
+``passt_outputs`` / ``clap_audio_embeddings``; OpenL3: the whole clip, one gain for both channels).
 """
 
 from __future__ import annotations
@@ -48,10 +48,13 @@ def openl3_embeddings(model: openl3.OpenL3, audio: np.ndarray, sample_rate: int,
     return np.concatenate(per_channel, axis=1)
 
 
-def passt_clip_probabilities(model: passt.PasstClassifier, audio: np.ndarray, sample_rate: int) -> np.ndarray:
-    """(527,) KL_passt probabilities: channels averaged to mono (librosa's ``mono=True``), 32 kHz."""
+def passt_clip_outputs(
+    model: passt.PasstClassifier, audio: np.ndarray, sample_rate: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(527,) KL_passt probabilities and the (768,) PaSST embedding of R_passt / C_passt
+    (``arc.metrics.passt.passt_outputs``): channels averaged to mono (librosa's ``mono=True``), 32 kHz."""
     mono = _resample(_checked(audio).mean(axis=0, keepdims=True), sample_rate, passt.SAMPLE_RATE)[0]
-    return passt.passt_probabilities(model, mono)
+    return passt.passt_outputs(model, mono)
 
 
 def clap_clip_embedding(

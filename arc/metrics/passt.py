@@ -155,7 +155,8 @@ class Passt(nn.Module):
         self.head = nn.Sequential(nn.LayerNorm(embed_dim), nn.Linear(embed_dim, num_classes))
         self.head_dist = nn.Linear(embed_dim, num_classes)  # in the checkpoint; the eval forward does not use it
 
-    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+    def features(self, mel: torch.Tensor) -> torch.Tensor:
+        """(B, embed_dim): the mean of the final cls and distillation tokens, the classification head's input."""
         x = self.patch_embed.proj(mel)  # (B, D, f, t)
         B, _, f, t = x.shape
         if t > self.time_new_pos_embed.shape[-1] or f != self.freq_new_pos_embed.shape[2]:
@@ -167,7 +168,10 @@ class Passt(nn.Module):
         x = x.flatten(2).transpose(1, 2)  # (B, f t, D)
         tokens = torch.cat([self.cls_token, self.dist_token], dim=1) + self.new_pos_embed  # (1, 2, D)
         x = self.norm(self.blocks(torch.cat([tokens.expand(B, -1, -1), x], dim=1)))
-        return self.head((x[:, 0] + x[:, 1]) / 2)
+        return (x[:, 0] + x[:, 1]) / 2
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(mel))
 
 
 class PasstClassifier(nn.Module):
@@ -180,6 +184,10 @@ class PasstClassifier(nn.Module):
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         return self.net(self.front_end(audio)[:, None])
+
+    def features(self, audio: torch.Tensor) -> torch.Tensor:
+        """(B, embed_dim) embeddings (``Passt.features``) of (B, N) audio."""
+        return self.net.features(self.front_end(audio)[:, None])
 
 
 def load_passt(path: str | Path | None = None) -> PasstClassifier:
@@ -206,12 +214,13 @@ def analysis_windows(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> list[
 
 
 @torch.no_grad()
-def passt_probabilities(model: PasstClassifier, audio: np.ndarray) -> np.ndarray:
-    """The (527,) class probabilities of one mono 32 kHz clip: peak-normalised to -1 dBFS, logits of each
-    analysis window averaged, then softmax (stable-audio-metrics' ``return_probabilities``, collect="mean")."""
+def passt_outputs(model: PasstClassifier, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The (527,) class probabilities and the (embed_dim,) embedding of one mono 32 kHz clip, peak-normalised to
+    -1 dBFS first. Probabilities: the logits of each analysis window averaged, then softmax (stable-audio-metrics'
+    ``return_probabilities``, collect="mean"). Embedding: the windows' ``Passt.features`` averaged (what arc's
+    R_passt / C_passt use; the paper does not say which PaSST embedding it took)."""
     device = next(model.parameters()).device
-    logits = [
-        model(torch.from_numpy(w.astype(np.float32))[None].to(device))[0]
-        for w in analysis_windows(peak_normalize(np.asarray(audio, dtype=np.float64)))
-    ]
-    return torch.softmax(torch.stack(logits).mean(dim=0), dim=0).double().cpu().numpy()
+    windows = analysis_windows(peak_normalize(np.asarray(audio, dtype=np.float64)))
+    features = torch.cat([model.features(torch.from_numpy(w.astype(np.float32))[None].to(device)) for w in windows])
+    logits = model.net.head(features).mean(dim=0)
+    return torch.softmax(logits, dim=0).double().cpu().numpy(), features.mean(dim=0).double().cpu().numpy()

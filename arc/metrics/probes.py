@@ -145,19 +145,30 @@ def measure_attributes(audio: np.ndarray, sample_rate: int) -> ToneAttributes:
     return ToneAttributes(waveform=waveform, pitch=pitch, envelope=_classify_envelope(x, sample_rate), pan=pan)
 
 
-def attribute_accuracy(audios: Sequence[np.ndarray], prompts: Sequence[str], sample_rate: int) -> dict[str, float]:
-    """Share of clips whose measured attribute matches the prompt's, per attribute, plus ``"all"`` (all four
-    right) and ``"mean"`` (mean of the four). Chance is 1/4 for waveform and 1/3 for the others."""
-    if len(audios) != len(prompts) or not prompts:
-        raise ValueError(f"need as many audios as prompts (at least one), got {len(audios)} and {len(prompts)}")
-    hits = np.zeros((len(prompts), len(ATTRIBUTES)), dtype=bool)  # (B, 4)
-    for row, (audio, prompt) in enumerate(zip(audios, prompts, strict=True)):
-        measured, expected = measure_attributes(audio, sample_rate), ToneAttributes.from_caption(prompt)
-        hits[row] = [getattr(measured, name) == getattr(expected, name) for name in ATTRIBUTES]
+def attribute_hits(measured: Sequence[ToneAttributes], prompts: Sequence[str]) -> np.ndarray:
+    """(B, 4) bool: whether each measured attribute (``ATTRIBUTES`` order) matches its prompt's."""
+    if len(measured) != len(prompts) or not prompts:
+        raise ValueError(f"need as many clips as prompts (at least one), got {len(measured)} and {len(prompts)}")
+    return np.array(
+        [
+            [getattr(got, name) == getattr(ToneAttributes.from_caption(prompt), name) for name in ATTRIBUTES]
+            for got, prompt in zip(measured, prompts, strict=True)
+        ]
+    )
+
+
+def accuracy_from_hits(hits: np.ndarray) -> dict[str, float]:
+    """Share of clips with each attribute right, plus ``"all"`` (all four right) and ``"mean"`` (mean of the four).
+    Chance is 1/4 for waveform and 1/3 for the others."""
     accuracy = {name: float(hits[:, i].mean()) for i, name in enumerate(ATTRIBUTES)}
     accuracy["all"] = float(hits.all(axis=1).mean())
     accuracy["mean"] = float(hits.mean())
     return accuracy
+
+
+def attribute_accuracy(audios: Sequence[np.ndarray], prompts: Sequence[str], sample_rate: int) -> dict[str, float]:
+    """``accuracy_from_hits`` of stereo clips measured against their prompts."""
+    return accuracy_from_hits(attribute_hits([measure_attributes(a, sample_rate) for a in audios], prompts))
 
 
 def _mel(freq_hz: np.ndarray) -> np.ndarray:
