@@ -8,45 +8,7 @@ import torch
 
 from arc.errors import InvalidInputError
 from arc.metrics.openl3 import load_openl3, slaney_mel, slaney_mel_filters, slaney_mel_inverse
-
-
-def write_keras_h5(path, seed=0, drop_last=False):
-    """The official files' layout (openl3 0.4.x, Keras 2 ``save_weights``): root attribute ``layer_names``; each
-    layer group lists ``weight_names`` and holds ``<layer>/<name>:0`` datasets."""
-    rng = np.random.default_rng(seed)
-    layers = [("input_1", {}), ("melspectrogram", {}), ("batch_normalization", {"bn": 1})]
-    widths, conv, bn = [1, 64, 128, 256, 512], 0, 1
-    for block in range(4):
-        for j, (c_in, c_out) in enumerate([(widths[block], widths[block + 1]), (widths[block + 1],) * 2]):
-            last = block == 3 and j == 1
-            layers.append(
-                ("audio_embedding_layer" if last else f"conv2d_{conv}".replace("_0", ""), {"conv": (c_in, c_out)})
-            )
-            conv += 1
-            if not last:
-                layers.append((f"batch_normalization_{bn}", {"bn": c_out}))
-                layers.append((f"activation_{bn}", {}))
-                bn += 1
-        if block < 3:
-            layers.append((f"max_pooling2d_{block}", {}))
-    if drop_last:
-        layers = [item for item in layers if item[0] != "audio_embedding_layer"]
-    with h5py.File(path, "w") as f:
-        f.attrs["layer_names"] = [name.encode() for name, _ in layers]
-        for name, spec in layers:
-            group = f.create_group(name)
-            weights = {}
-            if "conv" in spec:
-                c_in, c_out = spec["conv"]
-                weights = {"kernel": rng.normal(0, 0.05, (3, 3, c_in, c_out)), "bias": rng.normal(0, 0.05, c_out)}
-            elif "bn" in spec:
-                n = spec["bn"]
-                weights = {"gamma": 1 + 0.1 * rng.normal(size=n), "beta": 0.1 * rng.normal(size=n),
-                           "moving_mean": rng.normal(size=n), "moving_variance": 1 + rng.random(n)}  # fmt: skip
-            group.attrs["weight_names"] = [f"{name}/{k}:0".encode() for k in weights]
-            for k, v in weights.items():
-                group.create_dataset(f"{name}/{k}:0", data=v.astype(np.float32))
-    return layers
+from tests.official_layouts import write_keras_h5
 
 
 def test_official_layout_loads_by_layer_order(tmp_path):

@@ -384,13 +384,10 @@ def reference_statistics(
 
 
 def evaluate(
-    cfg: DictConfig, metrics: torch.nn.Module, make_trainer: TrainerFactory, is_global_zero: Callable[[], bool]
-) -> dict | None:
-    """Generate, embed and score every system of ``cfg``; the results (rank 0; other ranks get None)."""
-    if cfg.renderings < 1:
-        raise InvalidInputError(f"renderings must be >= 1, got {cfg.renderings}")
-    systems = parse_systems(cfg.systems)
-    prompts = read_prompts(cfg.prompts, cfg.seed)
+    cfg: DictConfig, systems: Sequence[System], prompts: Sequence[Prompt], metrics: torch.nn.Module,
+    make_trainer: TrainerFactory, is_global_zero: Callable[[], bool],
+) -> dict | None:  # fmt: skip
+    """Generate, embed and score every system; the results (rank 0; other ranks get None)."""
     out = Path(cfg.out_dir)
     reference, described = reference_statistics(
         cfg.reference, metrics, prompts, cfg.renderings, cfg.seed, out, make_trainer
@@ -425,7 +422,10 @@ def run(cfg: DictConfig) -> dict | None:
     from arc.metrics.report import markdown_table, write_results
 
     if OmegaConf.select(cfg, "out_dir", throw_on_resolution_failure=False) is None:
-        raise ValueError("out_dir does not resolve: outside arc-eval (Hydra's run directory) set it explicitly")
+        raise ValueError("out_dir does not resolve: outside arc-eval (Hydra's run directory) set paths.output_dir")
+    if cfg.renderings < 1:
+        raise InvalidInputError(f"renderings must be >= 1, got {cfg.renderings}")
+    systems, prompts = parse_systems(cfg.systems), read_prompts(cfg.prompts, cfg.seed)  # before loading any model
     metrics = instantiate(cfg.metrics)
 
     def make_trainer(precision: str | None) -> L.Trainer:
@@ -433,7 +433,7 @@ def run(cfg: DictConfig) -> dict | None:
         return instantiate(cfg.trainer, logger=False, enable_checkpointing=False, enable_model_summary=False,
                            **overrides)  # fmt: skip
 
-    results = evaluate(cfg, metrics, make_trainer, lambda: rank_zero_only.rank == 0)
+    results = evaluate(cfg, systems, prompts, metrics, make_trainer, lambda: rank_zero_only.rank == 0)
     if results is None:
         return None
     paths = write_results(results, Path(cfg.out_dir))
