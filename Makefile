@@ -21,7 +21,8 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 # The embedded job (about 13 minutes on a 2-core CPU): tones pre-training -> ARC post-training -> a probe table
-# comparing the base model (Euler 50 steps + CFG, and ping-pong 8) with the ARC model (ping-pong 8), with WAVs.
+# comparing the base model (Euler 50 steps + CFG, and ping-pong 8) with the ARC model (ping-pong 8) by arc-eval's
+# probe metric set, with WAVs and plots.
 # DEMO_ARGS: extra overrides for both training runs (e.g. DEMO_ARGS=module.ema_warmup=false).
 DEMO ?= outputs/demo
 DEMO_PRETRAIN_EPOCHS ?= 8
@@ -32,10 +33,12 @@ demo: $(STAMP)
 		hydra.run.dir=$(DEMO)/pretrain $(DEMO_ARGS)
 	$(VENV)/bin/arc-train experiment=tones_arc pretrained=$(DEMO)/pretrain/checkpoints/last.ckpt \
 		callbacks.pingpong1=null callbacks.pingpong2=null callbacks.pingpong4=null hydra.run.dir=$(DEMO)/arc $(DEMO_ARGS)
-	$(VENV)/bin/arc-probe --out $(DEMO)/probes \
-		--run base-euler50-cfg3 $(DEMO)/pretrain/checkpoints/last.ckpt euler 50 3 \
-		--run base-pingpong8 $(DEMO)/pretrain/checkpoints/last.ckpt pingpong 8 1 \
-		--run arc-pingpong8 $(DEMO)/arc/checkpoints/last.ckpt pingpong 8 1
+	$(VENV)/bin/arc-eval metrics=probes hydra.run.dir=$(DEMO)/eval \
+		+systems.base-euler50-cfg3.checkpoint=$(DEMO)/pretrain/checkpoints/last.ckpt +systems.base-euler50-cfg3.sampler=euler \
+		+systems.base-euler50-cfg3.steps=50 +systems.base-euler50-cfg3.cfg_scale=3 \
+		+systems.base-pingpong8.checkpoint=$(DEMO)/pretrain/checkpoints/last.ckpt +systems.base-pingpong8.sampler=pingpong \
+		+systems.base-pingpong8.steps=8 +systems.base-pingpong8.cfg_scale=1 \
+		+systems.arc-pingpong8.checkpoint=$(DEMO)/arc/checkpoints/last.ckpt
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check arc tests scripts eval

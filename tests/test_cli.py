@@ -1,4 +1,4 @@
-"""arc-sample and arc-probe on a real (2-step) tones checkpoint: files, records, reproduction from the JSONL."""
+"""arc-sample on a real (2-step) tones checkpoint: files, records, reproduction from the JSONL."""
 
 import json
 import subprocess
@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from arc.cli.probe import probe as probe_main
 from arc.cli.sample import sample as sample_main
 from arc.data.audio import BadItemError
 from arc.errors import InvalidInputError
@@ -35,20 +34,6 @@ def test_sample_jsonl_seeds_reproduce_the_same_audio(pretrained, tmp_path):
     )  # fmt: skip
     assert (tmp_path / "b" / "00000.wav").read_bytes() == (tmp_path / "a" / "00003.wav").read_bytes()
     assert again[0]["seed"] == r["seed"]
-
-
-def test_probe_table_scores_each_run_on_the_same_prompts(pretrained, tmp_path, capsys):
-    rows = probe_main(
-        ["--run", "base", str(pretrained), "euler", "4", "3", "--run", "fast", str(pretrained), "pingpong", "2", "1",
-         "--prompts", "2", "--per-prompt", "2", "--out", str(tmp_path)]
-    )  # fmt: skip
-    assert [r["label"] for r in rows] == ["base", "fast"]
-    assert all(0 <= r["acc_mean"] <= 1 for r in rows)
-    assert len(list((tmp_path / "fast").glob("*.wav"))) == 4
-    table = capsys.readouterr().out
-    assert "| base | euler | 4 | 3 |" in table and "| chance |" in table
-    assert json.loads((tmp_path / "probes.json").read_text())["runs"][1]["steps"] == 2
-    assert (tmp_path / "probes.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_console_script_exits_zero(pretrained, tmp_path):

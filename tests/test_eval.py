@@ -269,3 +269,17 @@ def test_arc_eval_user_errors_are_one_line_and_exit_2(tmp_path):
         assert "Traceback" not in result.stderr
         if "openl3" in message:
             assert "https://github.com/marl/openl3/raw/models/openl3_audio_mel256_env-v0_4_0.h5.gz" in lines[-1]
+
+
+@pytest.mark.slow
+def test_arc_eval_shards_generation_and_features_across_ddp_processes(pretrained, tmp_path):
+    """Two CPU processes (Lightning's DDP launcher, as trainer=ddp on GPUs) split the files; the numbers equal a
+    single process's."""
+    common = ["metrics=probes", "prompts=3", "renderings=2", f"+systems.a.checkpoint={pretrained}",
+              "+systems.a.steps=2"]  # fmt: skip
+    for name, extra in (("one", []), ("two", ["trainer.devices=2", "+trainer.strategy=ddp"])):
+        result = _arc_eval(*common, f"hydra.run.dir={tmp_path / name}", *extra)
+        assert result.returncode == 0, result.stderr[-3000:]
+    one, two = (json.loads((tmp_path / n / "results.json").read_text())["systems"]["a"] for n in ("one", "two"))
+    assert two["files"]["evaluated"] == 6
+    assert two["metrics"] == pytest.approx(one["metrics"], rel=1e-3)

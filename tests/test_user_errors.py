@@ -69,13 +69,13 @@ def test_arc_sample_debug_flag_keeps_the_traceback(corrupt):
     assert result.returncode == 1 and "Traceback" in result.stderr and "NotACheckpointError" in result.stderr
 
 
-def test_arc_probe_corrupt_checkpoint_and_bad_step_count(pretrained, corrupt, tmp_path):
-    args = ["--run", "base", str(pretrained), "euler", "2", "1", "--run", "bad", str(corrupt), "pingpong", "8", "1"]
-    line = user_error_line(run("arc-probe", *args, "--out", str(tmp_path)), "arc-probe")
+def test_arc_eval_corrupt_checkpoint_and_bad_step_count(pretrained, corrupt, tmp_path):
+    common = ["metrics=probes", f"hydra.run.dir={tmp_path}", f"+systems.base.checkpoint={pretrained}"]
+    line = user_error_line(run("arc-eval", *common, f"+systems.bad.checkpoint={corrupt}"), "arc-eval")
     assert f"{corrupt} is not a readable checkpoint" in line
-    assert not (tmp_path / "base").exists()  # every file is checked before any sampling
-    line = user_error_line(run("arc-probe", "--run", "x", str(pretrained), "euler", "many", "1"), "arc-probe")
-    assert "run 'x': STEPS must be an integer" in line
+    assert not (tmp_path / "base").exists()  # every checkpoint is checked before any sampling
+    line = user_error_line(run("arc-eval", *common, "+systems.base.steps=many"), "arc-eval")
+    assert "system 'base': steps must be an integer >= 1, got 'many'" in line
 
 
 def test_arc_train_corrupt_pretrained_checkpoint(corrupt, tmp_path):

@@ -46,7 +46,9 @@ from arc.metrics.references import load_fd_reference, load_passt_reference
 from arc.metrics.sets import Arrays, Clip
 from arc.metrics.weights import metrics_cache_dir
 from arc.models.wrapper import AudioDiffusionModel
+from arc.sampling import SAMPLERS
 from arc.training.callbacks import probe_prompts
+from arc.training.checkpoints import read_training_checkpoint
 
 log = logging.getLogger(__name__)
 TrainerFactory = Callable[[str | None], L.Trainer]  # precision (None: the configured one) -> a predict Trainer
@@ -95,6 +97,14 @@ def parse_systems(node: DictConfig | dict) -> list[System]:
             raise InvalidInputError(
                 f"system {name!r} needs one of audio (a directory), checkpoint or model; got {sources or 'none'}"
             )
+        if system.sampler is not None and system.sampler not in SAMPLERS:
+            raise InvalidInputError(f"system {name!r}: unknown sampler {system.sampler!r}; one of {sorted(SAMPLERS)}")
+        if system.steps is not None and (not isinstance(system.steps, int) or system.steps < 1):
+            raise InvalidInputError(f"system {name!r}: steps must be an integer >= 1, got {system.steps!r}")
+        if system.cfg_scale is not None and not isinstance(system.cfg_scale, int | float):
+            raise InvalidInputError(f"system {name!r}: cfg_scale must be a number, got {system.cfg_scale!r}")
+        if system.checkpoint is not None:
+            read_training_checkpoint(system.checkpoint)  # every checkpoint is checked before anything runs
         systems.append(system)
     return systems
 

@@ -1,8 +1,8 @@
 """Parity of arc's CLAP (transformers' ClapModel loading LAION's checkpoint) with laion-clap 1.1.7, on shared
 random weights, through each side's own preprocessing.
 
-    <reference venv>/bin/python eval/parity_clap.py reference OUT   # laion-clap: weights, embeddings
-    .venv/bin/python eval/parity_clap.py compare OUT                 # arc: load the file, compare
+    <reference venv>/bin/python eval/parity/parity_clap.py reference OUT   # laion-clap: weights, embeddings
+    .venv/bin/python eval/parity/parity_clap.py compare OUT                 # arc: load the file, compare
 
 The reference step builds ``CLAP_Module(enable_fusion=True, amodel="HTSAT-tiny")`` offline (its tokenizers and
 ``RobertaModel.from_pretrained`` stubbed, as ../shared/docs/EVAL-ORACLES.md describes; seed 0), saves

@@ -1,6 +1,6 @@
 """Parity of arc's samplers with stable-audio-tools' own ``sample_rf`` on a shared toy velocity field.
 
-    python eval/parity_samplers.py --sat /path/to/stable-audio-tools   # a checkout of Stability-AI's repository
+    python eval/parity/parity_samplers.py --sat /path/to/stable-audio-tools   # a checkout of Stability-AI's repository
 
 Runs the reference's ``sample_rf`` (Euler, DPM++ and ping-pong on its logSNR schedule, text-to-audio and
 audio-to-audio) and arc's samplers on the same noise and the same nonlinear velocity field, and prints the max

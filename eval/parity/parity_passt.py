@@ -2,8 +2,8 @@
 
 Two steps, two environments (hear21passt needs torchaudio and torchvision; see ../shared/docs/EVAL-ORACLES.md):
 
-    <reference venv>/bin/python eval/parity_passt.py reference OUT   # hear21passt: weights, inputs, outputs
-    .venv/bin/python eval/parity_passt.py compare OUT                 # arc: load the same file, compare
+    <reference venv>/bin/python eval/parity/parity_passt.py reference OUT   # hear21passt: weights, inputs, outputs
+    .venv/bin/python eval/parity/parity_passt.py compare OUT                 # arc: load the same file, compare
 
 The reference step builds ``passt_s_swa_p16_128_ap476`` with ``pretrained=False`` and stable-audio-metrics'
 front-end settings, saves its weights as the official checkpoint is laid out (``OUT/passt.pt``), and runs it on

@@ -4,8 +4,8 @@ weights.
 Two steps, two environments (see ../shared/docs/EVAL-ORACLES.md for the TensorFlow one; openl3's own package
 cannot be installed, so its source, GitHub marl/openl3 at v0.4.2, goes on the path):
 
-    TF_USE_LEGACY_KERAS=1 <tf venv>/bin/python eval/parity_openl3.py reference OUT --openl3-src <checkout>
-    .venv/bin/python eval/parity_openl3.py compare OUT
+    TF_USE_LEGACY_KERAS=1 <tf venv>/bin/python eval/parity/parity_openl3.py reference OUT --openl3-src <checkout>
+    .venv/bin/python eval/parity/parity_openl3.py compare OUT
 
 The reference step builds ``_construct_mel256_audio_network(include_frontend=True)`` plus openl3's 512-d max
 pooling, with seeded random weights (batch-norm statistics randomised too), saves them with Keras 2's
