@@ -283,3 +283,25 @@ def test_arc_eval_shards_generation_and_features_across_ddp_processes(pretrained
     one, two = (json.loads((tmp_path / n / "results.json").read_text())["systems"]["a"] for n in ("one", "two"))
     assert two["files"]["evaluated"] == 6
     assert two["metrics"] == pytest.approx(one["metrics"], rel=1e-3)
+
+
+def test_a_silent_file_gets_an_error_record_not_a_crash(tmp_path):
+    """Peak normalisation is undefined on silence (the reference would divide by zero): the file is recorded as
+    such, counted with the unreadable ones, and the others are embedded."""
+    import lightning as L
+
+    from arc.metrics.evaluate import compute_features
+    from arc.metrics.sets import AudioMetrics
+
+    sf.write(tmp_path / "silent.wav", np.zeros((4410, 2), np.float32), RATE)
+    sf.write(tmp_path / "ok.wav", _clip(0), RATE)
+    metrics = AudioMetrics(None, tiny_metrics.passt(), None, None)
+
+    def make_trainer(precision):
+        return L.Trainer(accelerator="cpu", devices=1, precision=precision, logger=False, enable_progress_bar=False,
+                         enable_checkpointing=False, enable_model_summary=False)  # fmt: skip
+
+    silent, ok = compute_features(metrics, [tmp_path / "silent.wav", tmp_path / "ok.wav"], tmp_path / "f", False,
+                                  make_trainer)  # fmt: skip
+    assert "silent.wav: the clip is silent" in str(silent["error"])
+    assert ok["passt_probabilities"].shape == (527,) and "error" not in ok

@@ -2,8 +2,8 @@
 
 ``fixtures/laion_clap_fusion_keys.json`` lists the 447 tensors (names, shapes, dtypes) of
 ``CLAP_Module(enable_fusion=True, amodel="HTSAT-tiny").model.state_dict()`` in laion-clap 1.1.7 — the layout of
-``630k-audioset-fusion-best.pt`` — as written by ``eval/parity/parity_clap.py reference`` (with the ``module.`` prefix of
-the released file).
+``630k-audioset-fusion-best.pt`` — as written by ``eval/parity/parity_clap.py reference`` (with the ``module.``
+prefix of the released file).
 """
 
 import json

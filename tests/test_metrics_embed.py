@@ -36,3 +36,18 @@ def test_passt_takes_the_mono_mix_at_32_khz():
     assert e.shape == (32,) and np.allclose(e, e_swapped, atol=1e-5)
     with pytest.raises(ValueError, match=r"\(channels, samples\)"):
         passt_clip_outputs(tiny, stereo[0], 44100)
+
+
+@pytest.mark.parametrize(("rate", "target"), [(44100, 48000), (48000, 44100), (32000, 16000)])
+def test_kaiser_best_resampling_equals_resampy(rate, target):
+    """openl3's 44.1 -> 48 kHz step, against resampy itself (the reference; a dev dependency)."""
+    import resampy
+
+    from arc.metrics.audio import resample_kaiser_best
+
+    x = (0.3 * np.random.default_rng(0).normal(size=(2, rate // 3 + 17))).astype(np.float32)
+    ours, reference = resample_kaiser_best(x, rate, target), resampy.resample(x, rate, target, filter="kaiser_best")
+    assert ours.shape == reference.shape and ours.dtype == np.float32
+    assert np.abs(ours - reference).max() < 2e-6  # resampy accumulates in float32, arc in float64
+    x64 = x.astype(np.float64)
+    assert np.abs(resample_kaiser_best(x64, rate, target) - resampy.resample(x64, rate, target)).max() < 1e-9

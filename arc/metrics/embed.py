@@ -13,7 +13,7 @@ import torch
 from transformers import ClapFeatureExtractor, ClapModel
 
 from arc.metrics import clap, openl3, passt
-from arc.metrics.audio import peak_normalize
+from arc.metrics.audio import peak_normalize, resample_kaiser_best
 
 OPENL3_SOURCE_RATE = 44100  # stable-audio-metrics reads audio at 44.1 kHz before OpenL3 resamples to 48 kHz
 
@@ -34,11 +34,11 @@ def _checked(audio: np.ndarray) -> np.ndarray:
 
 @torch.no_grad()
 def openl3_embeddings(model: openl3.OpenL3, audio: np.ndarray, sample_rate: int, batch: int = 32) -> np.ndarray:
-    """(frames, 512 x 2) FD_openl3 embeddings: at 44.1 kHz, then 48 kHz (soxr HQ both; openl3 itself uses
-    resampy's kaiser_best for the second step), each channel framed and embedded on its own, left and right
-    concatenated per frame; a mono clip is duplicated."""
-    audio = peak_normalize(_checked(audio))
-    audio = _resample(_resample(audio, sample_rate, OPENL3_SOURCE_RATE), OPENL3_SOURCE_RATE, openl3.SAMPLE_RATE)
+    """(frames, 512 x 2) FD_openl3 embeddings: at 44.1 kHz (soxr HQ, as librosa loads it), then 48 kHz (resampy's
+    kaiser_best, as openl3 does), each channel framed and embedded on its own, left and right concatenated per
+    frame; a mono clip is duplicated."""
+    audio = _resample(peak_normalize(_checked(audio)), sample_rate, OPENL3_SOURCE_RATE)
+    audio = resample_kaiser_best(audio, OPENL3_SOURCE_RATE, openl3.SAMPLE_RATE)
     channels = audio if audio.shape[0] == 2 else np.repeat(audio[:1], 2, axis=0)
     device = next(model.parameters()).device
     per_channel = []

@@ -42,6 +42,7 @@ from arc.data.tones import ToneAttributes, render_tone
 from arc.errors import InvalidInputError, MissingFileError
 from arc.files import atomic_write
 from arc.generate import generate, load_generator
+from arc.metrics.audio import SilentAudioError
 from arc.metrics.references import load_fd_reference, load_passt_reference
 from arc.metrics.sets import Arrays, Clip
 from arc.metrics.weights import metrics_cache_dir
@@ -234,7 +235,8 @@ class FeatureJob:
 
 
 class FeatureModule(L.LightningModule):
-    """``predict_step``: read each job's audio and write its features (or an ``error`` record naming why not)."""
+    """``predict_step``: read each job's audio and write its features, or an ``error`` record saying why not (an
+    unreadable file; a silent one, on which the embedding metrics are undefined)."""
 
     def __init__(self, metrics: torch.nn.Module, jobs: Sequence[FeatureJob], reference: bool):
         super().__init__()
@@ -246,8 +248,8 @@ class FeatureModule(L.LightningModule):
             try:
                 audio, rate = read_clip(job.audio)
                 arrays = self.metrics.features(audio, rate, self.reference)
-            except UnreadableAudioError as err:
-                arrays = {"error": np.array(str(err))}
+            except (UnreadableAudioError, SilentAudioError) as err:
+                arrays = {"error": np.array(f"{job.audio}: {err}" if isinstance(err, SilentAudioError) else str(err))}
             _save_arrays(job.features, arrays)
 
 
