@@ -43,15 +43,16 @@ def kaiser_best_window() -> np.ndarray:
     return np.kaiser(2 * n + 1, KAISER_BEST_BETA)[n:] * sinc
 
 
-def resample_kaiser_best(audio: np.ndarray, rate: int, target: int, chunk: int = 8192) -> np.ndarray:
-    """resampy's ``resample(audio, rate, target, filter="kaiser_best")`` along the last axis, vectorised.
+def resample_kaiser_best(audio: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """resampy's ``resample(audio, rate, target, filter="kaiser_best")`` along the last axis.
 
     Output sample ``t`` sits at input time ``t * rate / target``; with ``n`` its integer part and ``f`` the
     fraction scaled by ``s = min(1, target / rate)``, it is ``sum_i w(f + i s) x[n - i] + sum_k w(s - f + k s)
     x[n + 1 + k]`` over the taps inside the filter and the signal, ``w`` read from the table with linear
-    interpolation (times ``s`` when downsampling). Output length ``floor(N * target / rate)``. resampy adds the
-    terms one by one in the input's precision; this sums in float64 and rounds once, so float32 results agree to
-    rounding.
+    interpolation (times ``s`` when downsampling). Output length ``floor(N * target / rate)``. The fraction repeats
+    every ``target / gcd`` outputs, so each phase's taps form one kernel applied to every window of that phase
+    (zero padding stands in for resampy's cut at the signal's ends). resampy adds the terms one by one in the
+    input's precision; this sums in float64 and rounds once, so float32 results agree to rounding.
     """
     x = np.asarray(audio)
     if rate == target:
@@ -64,21 +65,25 @@ def resample_kaiser_best(audio: np.ndarray, rate: int, target: int, chunk: int =
     delta = np.diff(window, append=window[-1])
     scale = min(1.0, ratio)
     step = int(scale * KAISER_BEST_PRECISION)
-    taps = math.ceil(window.size / step)
+    taps = window.size // step + 1
     flat = x.reshape(-1, x.shape[-1]).astype(np.float64)
+    windows = np.lib.stride_tricks.sliding_window_view(np.pad(flat, ((0, 0), (taps, taps))), 2 * taps, axis=1)
     out = np.zeros((flat.shape[0], n_out))
-    for start in range(0, n_out, chunk):
-        time = np.arange(start, min(start + chunk, n_out)) / ratio
-        n = time.astype(np.int64)
+    gcd = math.gcd(rate, target)
+    phases, hop = target // gcd, rate // gcd
+    for phase in range(min(phases, n_out)):
+        time = phase / ratio
+        n = int(time)
         frac = scale * (time - n)
-        for wing, sign, first in ((frac, -1, 0), (scale - frac, 1, 1)):
+        kernel = np.zeros(2 * taps)  # over x[n - taps + 1], ..., x[n + taps]
+        for wing, side in ((frac, slice(taps - 1, None, -1)), (scale - frac, slice(taps, None))):
             position = wing * KAISER_BEST_PRECISION
-            offset = position.astype(np.int64)
-            eta = position - offset
-            index = offset[:, None] + step * np.arange(taps)[None, :]  # (T, taps)
-            sample = n[:, None] + sign * (first + np.arange(taps)[None, :])
-            valid = (index + step <= window.size) & (sample >= 0) & (sample < flat.shape[1])  # as resampy's loop
-            index, sample = np.where(valid, index, 0), np.where(valid, sample, 0)
-            weight = np.where(valid, window[index] + eta[:, None] * delta[index], 0.0)
-            out[:, start : start + len(n)] += np.einsum("tk,ctk->ct", weight, flat[:, sample])
+            offset = int(position)
+            index = offset + step * np.arange(taps)
+            valid = index + step <= window.size  # resampy's tap count, (len - offset) // step
+            kernel[side] = np.where(valid, window[np.minimum(index, window.size - 1)] + (position - offset) *
+                                    delta[np.minimum(index, window.size - 1)], 0.0)  # fmt: skip
+        count = len(range(phase, n_out, phases))
+        starts = n + 1 + hop * np.arange(count)  # window start in the padded signal: n - taps + 1 + taps
+        out[:, phase::phases] = windows[:, starts] @ kernel
     return out.reshape(*x.shape[:-1], n_out).astype(x.dtype if np.issubdtype(x.dtype, np.floating) else np.float32)
