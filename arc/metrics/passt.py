@@ -221,6 +221,8 @@ def passt_outputs(model: PasstClassifier, audio: np.ndarray) -> tuple[np.ndarray
     R_passt / C_passt use; the paper does not say which PaSST embedding it took)."""
     device = next(model.parameters()).device
     windows = analysis_windows(peak_normalize(np.asarray(audio, dtype=np.float64)))
-    features = torch.cat([model.features(torch.from_numpy(w.astype(np.float32))[None].to(device)) for w in windows])
+    full = [w for w in windows if len(w) == len(windows[0])]  # the 10 s windows, in one batch; then a short last one
+    batches = [np.stack(full), *(w[None] for w in windows[len(full) :])]
+    features = torch.cat([model.features(torch.from_numpy(b.astype(np.float32)).to(device)) for b in batches])
     logits = model.net.head(features).mean(dim=0)
     return torch.softmax(logits, dim=0).double().cpu().numpy(), features.mean(dim=0).double().cpu().numpy()
