@@ -31,14 +31,32 @@ def denoise(x_t: torch.Tensor, t: torch.Tensor, v: torch.Tensor) -> torch.Tensor
     return x_t - _bcast(t, x_t) * v
 
 
-Generators = torch.Generator | Sequence[torch.Generator]
+class ReplayNoise:
+    """Noise drawn elsewhere (e.g. by the device runner's NumPy generator), handed out in the order it was drawn:
+    a sampler given one as its generator replays exactly that noise."""
+
+    def __init__(self, noises: Sequence[torch.Tensor]):
+        self._noises = list(noises)
+
+    def draw(self, shape: tuple[int, ...]) -> torch.Tensor:
+        if not self._noises:
+            raise ValueError("ReplayNoise ran out: the sampler drew more noise than was recorded")
+        noise = self._noises.pop(0)
+        if tuple(noise.shape) != tuple(shape):
+            raise ValueError(f"recorded noise of shape {tuple(noise.shape)}, the sampler asked for {tuple(shape)}")
+        return noise
+
+
+Generators = torch.Generator | Sequence[torch.Generator] | ReplayNoise
 
 
 def randn(shape: tuple[int, ...], generator: Generators, like: torch.Tensor | None = None) -> torch.Tensor:
     """Standard normal noise from ``generator`` (drawn on the generator's device), moved to ``like``'s device and
     dtype. A list of generators draws item ``b`` of the batch from generator ``b``, so each item has its own seed
-    and reproduces whatever batch it is generated in."""
-    if isinstance(generator, torch.Generator):
+    and reproduces whatever batch it is generated in; a ``ReplayNoise`` hands out its recorded noise."""
+    if isinstance(generator, ReplayNoise):
+        noise = generator.draw(shape)
+    elif isinstance(generator, torch.Generator):
         noise = torch.randn(shape, generator=generator, device=generator.device)
     else:
         if len(generator) != shape[0]:

@@ -9,6 +9,7 @@ import torch
 from tqdm.auto import tqdm
 
 from arc.errors import InvalidInputError
+from arc.flow import ReplayNoise
 from arc.models.wrapper import AudioDiffusionModel
 from arc.sampling import SAMPLERS, SCHEDULES, guided_velocity, initial_latent, sampling_defaults
 
@@ -48,6 +49,7 @@ def generate(
     sigma_max: float = 1.0,
     init_audio: torch.Tensor | None = None,
     progress: bool = False,
+    noise: ReplayNoise | None = None,
 ) -> torch.Tensor:
     """Generate ``(B, audio_channels, sample_size)`` audio, item ``b`` from ``prompts[b]`` and ``seeds[b]``.
 
@@ -56,7 +58,7 @@ def generate(
     an ARC or ``rf_denoiser`` model takes 8 ping-pong steps without guidance). ``schedule`` is ``logsnr`` (the
     reference's, for every sampler) or ``linear``. ``init_audio`` (B, C, sample_size) with ``sigma_max < 1`` is
     audio-to-audio. Each item draws all its noise from its own seed, so a (prompt, seed) pair reproduces the same
-    audio in any batch.
+    audio in any batch; ``noise`` replays noise drawn elsewhere instead (the device runner's, for parity checks).
     """
     defaults = sampling_defaults(model.diffusion_objective)
     sampler = defaults.sampler if sampler is None else sampler
@@ -71,7 +73,7 @@ def generate(
     device = next(model.parameters()).device
     ts = SCHEDULES[schedule](steps, sigma_max).to(device)
     cond = model.condition(prompts, seconds).to(device)
-    generators = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds]
+    generators = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds] if noise is None else noise
     x_init = None
     if init_audio is not None:
         if init_audio.shape[-1] != model.sample_size:
