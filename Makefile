@@ -41,12 +41,12 @@ demo: $(STAMP)
 		+systems.arc-pingpong8.checkpoint=$(DEMO)/arc/checkpoints/last.ckpt
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check arc tests scripts eval
-	$(VENV)/bin/ruff format --check arc tests scripts eval
+	$(VENV)/bin/ruff check arc tests scripts eval export
+	$(VENV)/bin/ruff format --check arc tests scripts eval export
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format arc tests scripts eval
-	$(VENV)/bin/ruff check --fix arc tests scripts eval
+	$(VENV)/bin/ruff format arc tests scripts eval export
+	$(VENV)/bin/ruff check --fix arc tests scripts eval export
 
 bench: $(STAMP)
 	$(PY) -m arc.cli.bench dit

@@ -1,11 +1,10 @@
 """The three exported graphs of SPEC 7 as small wrapper modules around arc's models, with the surgery each needs
 for static-shape conversion (no changes to ``arc.models``):
 
-| graph | inputs | outputs |
-|---|---|---|
-| conditioners | ``input_ids`` int32 [1, L], ``attention_mask`` int32 [1, L], ``seconds_total`` float [1] | ``cross_attn_cond`` [1, S, D], ``cross_attn_mask`` float [1, S], ``global_cond`` [1, G] |
-| dit | ``x`` [1, C, T], ``t`` [1], ``cross_attn_cond`` [1, S, D], ``global_cond`` [1, G] | ``v`` [1, C, T] |
-| decoder | ``latents`` [1, C, T] | ``audio`` [channels, samples] |
+- conditioners: ``input_ids`` int32 [1, L], ``attention_mask`` int32 [1, L], ``seconds_total`` float [1] ->
+  ``cross_attn_cond`` [1, S, D], ``cross_attn_mask`` float [1, S], ``global_cond`` [1, G];
+- dit: ``x`` [1, C, T], ``t`` [1], ``cross_attn_cond`` [1, S, D], ``global_cond`` [1, G] -> ``v`` [1, C, T];
+- decoder: ``latents`` [1, C, T] -> ``audio`` [channels, samples].
 
 Every graph returns a dict, so the converted files name their outputs; inputs are keyword arguments, so they are
 named too (a ``.tflite`` signature lists them sorted by name: look them up by name, never by position).
@@ -31,8 +30,9 @@ class ConditionersGraph(nn.Module):
     def __init__(self, conditioners: Conditioners):
         super().__init__()
         if set(conditioners.numbers) != {"seconds_total"}:
+            numbers = sorted(conditioners.numbers)
             raise ValueError(
-                f"the export contract (SPEC 7) conditions on seconds_total only; this model has {sorted(conditioners.numbers)}"
+                f"the export contract (SPEC 7) conditions on seconds_total only; this model has {numbers}"
             )
         self.conditioners = conditioners
 
@@ -100,7 +100,8 @@ def example_inputs(model: AudioDiffusionModel) -> dict[str, dict[str, torch.Tens
         "conditioners": {"input_ids": ids * mask, "attention_mask": mask,
                          "seconds_total": torch.tensor([model.max_seconds], dtype=torch.float32)},
         "dit": {"x": torch.randn(1, C, T, generator=generator), "t": torch.tensor([0.7]),
-                "cross_attn_cond": torch.randn(1, S, D, generator=generator), "global_cond": torch.randn(1, G, generator=generator)},
+                "cross_attn_cond": torch.randn(1, S, D, generator=generator),
+                "global_cond": torch.randn(1, G, generator=generator)},
         "decoder": {"latents": torch.randn(1, C, T, generator=generator)},
     }  # fmt: skip
 

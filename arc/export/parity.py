@@ -77,7 +77,8 @@ def pipeline_parity(
             audio, _ = runner.generate(directory, prompt, seconds, seed, steps, backend, threads, fp32=fp32)
             device = manifest["device_precision"][backend]
             label = "fp32" if fp32 else "device (" + ", ".join(f"{k} {v}" for k, v in device.items()) + ")"
-            rows.append({"graph": "pipeline", "backend": f"{backend} {label}", "precision": "fp32" if fp32 else "device",
+            precision = "fp32" if fp32 else "device"
+            rows.append({"graph": "pipeline", "backend": f"{backend} {label}", "precision": precision,
                          **compare(reference, audio)})  # fmt: skip
     return rows
 

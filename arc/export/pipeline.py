@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 
 import torch
+from omegaconf import DictConfig
 from transformers import ByT5Tokenizer
 
 import arc
@@ -132,4 +133,27 @@ def export_model(
         out, model, manifest, prompt, seed
     )
     parity.write_report(out, rows, thresholds)
+    return manifest
+
+
+def run(cfg: DictConfig) -> dict:
+    """``arc-export``: load the configured model, export it, print the parity table."""
+    from arc.errors import InvalidInputError
+    from arc.generate import load_generator
+
+    sources = {k: cfg[k] for k in ("checkpoint", "model", "preset") if cfg[k] is not None}
+    if len(sources) != 1:
+        raise InvalidInputError(f"give exactly one of checkpoint=, model= or preset=; got {sorted(sources) or 'none'}")
+    ((kind, value),) = sources.items()
+    model = load_generator(preset=cfg.preset, checkpoint=cfg.checkpoint, release=cfg.model, use_ema=cfg.use_ema)
+    source = {"kind": kind, "path": str(value), "use_ema": cfg.use_ema}
+    if kind == "checkpoint":
+        source["sha256"] = sha256_file(Path(value))
+    out = Path(cfg.out_dir)
+    thresholds = {"max_abs_fp32": cfg.parity.max_abs_fp32, "min_snr_db": cfg.parity.min_snr_db}
+    manifest = export_model(model, out, source, list(cfg.backends), cfg.decoder_fp16, thresholds,
+                            cfg.parity.prompt, cfg.parity.seed)  # fmt: skip
+    print((out / "parity.md").read_text(), end="")
+    print(f"wrote {out} ({', '.join(sorted(f for e in manifest['graphs'].values() for f in e['files'].values()))}); "
+          f"run it with: python {out / 'runner.py'} {out} --prompt '...'")  # fmt: skip
     return manifest
