@@ -22,7 +22,8 @@ test: $(STAMP)
 
 # The embedded job (about 13 minutes on a 2-core CPU): tones pre-training -> ARC post-training -> a probe table
 # comparing the base model (Euler 50 steps + CFG, and ping-pong 8) with the ARC model (ping-pong 8) by arc-eval's
-# probe metric set, with WAVs and plots.
+# probe metric set, with WAVs and plots; then the phone path: the ARC model exported to LiteRT / ONNX (parity table
+# printed) and a WAV generated from the LiteRT files alone by the torch-free runner.
 # DEMO_ARGS: extra overrides for both training runs (e.g. DEMO_ARGS=module.ema_warmup=false).
 DEMO ?= outputs/demo
 DEMO_PRETRAIN_EPOCHS ?= 8
@@ -39,6 +40,10 @@ demo: $(STAMP)
 		+systems.base-pingpong8.checkpoint=$(DEMO)/pretrain/checkpoints/last.ckpt +systems.base-pingpong8.sampler=pingpong \
 		+systems.base-pingpong8.steps=8 +systems.base-pingpong8.cfg_scale=1 \
 		+systems.arc-pingpong8.checkpoint=$(DEMO)/arc/checkpoints/last.ckpt
+	$(VENV)/bin/arc-export checkpoint=$(DEMO)/arc/checkpoints/last.ckpt out_dir=$(DEMO)/export \
+		hydra.run.dir=$(DEMO)/export_log
+	$(PY) $(DEMO)/export/runner.py $(DEMO)/export --prompt "a low sine tone, steady, panned left" \
+		--out $(DEMO)/export/sample.wav
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check arc tests scripts eval export

@@ -3,6 +3,7 @@
     arc-bench dit [--device cpu] [--repeats 5]   # SAO Small DiT forward vs diffusers' StableAudioDiTModel
     arc-bench train-step [--experiment tones] [--batch-size 8]   # one ARC step vs one pre-training step
     arc-bench metrics [--clips 3]   # OpenL3, PaSST and CLAP embedding speed and memory (arc.metrics.bench)
+    arc-bench export [--preset sao_small]   # exported DiT and decoder per backend and precision (arc.export.bench)
 
 Each model is measured in its own subprocess, so the peak-memory numbers do not mix.
 """
@@ -14,6 +15,7 @@ import multiprocessing as mp
 import resource
 import statistics
 import time
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -235,8 +237,17 @@ def main(argv: list[str] | None = None) -> None:
     step.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     metrics = sub.add_parser("metrics", help="metric models: audio seconds embedded per second, peak memory")
     metrics.add_argument("--clips", type=int, default=3, help="10 s clips timed per model (after one warm-up)")
+    export = sub.add_parser("export", help="exported DiT and decoder: latency, memory, size, SNR per backend")
+    export.add_argument("--preset", default="sao_small", help="a conf/model preset (random weights)")
+    export.add_argument("--repeats", type=int, default=5)
+    export.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    export.add_argument("--out", type=Path, default=Path("outputs/bench_export"), help="converted files (reused)")
     args = parser.parse_args(argv)
-    if args.what == "dit":
+    if args.what == "export":
+        from arc.export.bench import bench_export
+
+        bench_export(args.preset, args.out, args.repeats, args.threads)
+    elif args.what == "dit":
         bench_dit(args.device, args.repeats, args.rounds)
     elif args.what == "metrics":
         from arc.metrics.bench import bench_metrics
