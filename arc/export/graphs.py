@@ -12,10 +12,9 @@ named too (a ``.tflite`` signature lists them sorted by name: look them up by na
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from arc.models.conditioners import Conditioners
 from arc.models.dit import DiffusionTransformer
@@ -62,26 +61,25 @@ class DiTGraph(nn.Module):
         return {"v": self.dit(x, t, cross_attn_cond, global_cond)}
 
 
-def _without_weight_norm(pretransform: Pretransform) -> Pretransform:
-    """A copy of the pretransform with weight norm folded into plain weights (Oobleck's convolutions)."""
-    folded = copy.deepcopy(pretransform)
-    for module in folded.modules():
-        if hasattr(module, "weight_g") or hasattr(module, "parametrizations"):
-            if hasattr(module, "parametrizations"):
-                torch.nn.utils.parametrize.remove_parametrizations(module, "weight")
-            else:
-                torch.nn.utils.remove_weight_norm(module)
-    return folded
+def fold_weight_norm(pretransform: Pretransform) -> Pretransform:
+    """Fold weight norm into plain weights (Oobleck's convolutions), in place: the same function, no
+    reparametrisation left for the converters (a weight-normed module cannot even be deep-copied)."""
+    for module in pretransform.modules():
+        if hasattr(module, "weight_g"):
+            torch.nn.utils.remove_weight_norm(module)
+        elif parametrize.is_parametrized(module, "weight"):
+            parametrize.remove_parametrizations(module, "weight")
+    return pretransform
 
 
 class DecoderGraph(nn.Module):
-    """Latents -> audio (channels, samples) of one clip; Oobleck's weight norm folded."""
+    """Latents -> audio (channels, samples) of one clip; Oobleck's weight norm folded (in place: export a model
+    you are done training)."""
 
     def __init__(self, pretransform: Pretransform):
         super().__init__()
-        self.pretransform = (
-            _without_weight_norm(pretransform) if isinstance(pretransform, OobleckPretransform) else pretransform
-        )
+        oobleck = isinstance(pretransform, OobleckPretransform)
+        self.pretransform = fold_weight_norm(pretransform) if oobleck else pretransform
 
     def forward(self, latents: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"audio": self.pretransform.decode(latents)[0]}
