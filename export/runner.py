@@ -84,11 +84,11 @@ class Graph:
 
 
 def tokenize(directory: Path, manifest: dict, prompt: str) -> tuple[np.ndarray, np.ndarray]:
-    """(1, L) int32 token ids and attention mask, as the model's tokenizer makes them (truncated, padded with 0)."""
+    """(1, L) int32 token ids and attention mask, as the model's tokenizer makes them (truncated, then padded)."""
     if not prompt.strip():
         raise ExportError("the prompt is empty: give a text prompt")
     spec = manifest["tokenizer"]
-    length = spec["max_length"]
+    length, pad = spec["max_length"], spec["pad_id"]
     if spec["kind"] == "byt5":  # ByT5: UTF-8 bytes + 3 (ids 0-2 are pad, </s>, unk), then </s>
         ids = [b + 3 for b in prompt.encode("utf-8")][: length - 1] + [1]
     else:
@@ -101,7 +101,7 @@ def tokenize(directory: Path, manifest: dict, prompt: str) -> tuple[np.ndarray, 
         tokenizer.enable_truncation(length)
         ids = tokenizer.encode(prompt).ids
     mask = [1] * len(ids) + [0] * (length - len(ids))
-    return np.array([ids + [0] * (length - len(ids))], np.int32), np.array([mask], np.int32)
+    return np.array([ids + [pad] * (length - len(ids))], np.int32), np.array([mask], np.int32)
 
 
 def logsnr_schedule(steps: int) -> np.ndarray:

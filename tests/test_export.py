@@ -130,9 +130,36 @@ def test_byt5_tokens_equal_the_model_tokenizer():
     model = build_model("tones")
     runner = load_runner()
     for prompt in (PROMPT, "é" * 80):
-        ids, mask = runner.tokenize(Path("."), {"tokenizer": {"kind": "byt5", "max_length": 48}}, prompt)
+        ids, mask = runner.tokenize(Path("."), {"tokenizer": {"kind": "byt5", "max_length": 48, "pad_id": 0}}, prompt)
         expected_ids, expected_mask = model.conditioners.text.tokenize([prompt])
         assert np.array_equal(ids, expected_ids.numpy()) and np.array_equal(mask, expected_mask.numpy())
+
+
+def test_a_tokenizers_file_gives_the_model_tokenizer_ids(tmp_path):
+    """The path of T5-base (a fast tokenizer saved as tokenizer.json): a word-level tokenizer that appends </s>
+    like T5's, pad id 5, wrapped as the model's tokenizer; the runner reads the exported file."""
+    from types import SimpleNamespace
+
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    from arc.export.pipeline import _tokenizer_entry
+    from arc.models.conditioners import T5Conditioner, tiny_t5
+
+    vocab = {"<unk>": 0, "</s>": 1, "a": 2, "low": 3, "tone": 4, "<pad>": 5}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, unk_token="<unk>", eos_token="</s>", pad_token="<pad>"
+    )
+    text = T5Conditioner((tiny_t5()[0], tokenizer), max_length=6, output_dim=32)
+    entry = _tokenizer_entry(SimpleNamespace(conditioners=SimpleNamespace(text=text)), tmp_path)
+    runner = load_runner()
+    for prompt in ("a low tone", "a low tone a low tone a"):  # padded; truncated with </s> kept
+        ids, mask = runner.tokenize(tmp_path, {"tokenizer": entry}, prompt)
+        expected_ids, expected_mask = text.tokenize([prompt])
+        assert np.array_equal(ids, expected_ids.numpy()) and np.array_equal(mask, expected_mask.numpy()), prompt
 
 
 def test_a_converter_failure_names_the_graph_and_module(tmp_path):

@@ -47,14 +47,15 @@ def _tokenizer_entry(model: AudioDiffusionModel, out: Path) -> dict:
     """The tokenizer as the runner reads it: ByT5 is computed (bytes + 3), any other is a ``tokenizers`` file."""
     text = model.conditioners.text
     if isinstance(text.tokenizer, ByT5Tokenizer):
-        return {"kind": "byt5", "max_length": text.max_length}
+        return {"kind": "byt5", "max_length": text.max_length, "pad_id": text.tokenizer.pad_token_id}
     backend = getattr(text.tokenizer, "backend_tokenizer", None)
     if backend is None:
         raise convert.ExportError(
             f"the tokenizer {type(text.tokenizer).__name__} has no fast (tokenizers) version to export for the runner"
         )
     atomic_write(out / "tokenizer.json", lambda f: f.write(backend.to_str().encode()))
-    return {"kind": "tokenizers", "file": "tokenizer.json", "max_length": text.max_length}
+    return {"kind": "tokenizers", "file": "tokenizer.json", "max_length": text.max_length,
+            "pad_id": text.tokenizer.pad_token_id}  # fmt: skip
 
 
 def sampling(model: AudioDiffusionModel) -> dict:
