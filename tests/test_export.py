@@ -199,3 +199,19 @@ def test_arc_export_needs_exactly_one_source(tmp_path):
     script = Path(sys.executable).parent / "arc-export"
     result = subprocess.run([str(script), f"hydra.run.dir={tmp_path}"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "arc-export: error: give exactly one of checkpoint=" in result.stderr
+
+
+@pytest.mark.slow
+def test_export_benchmark_prints_a_row_per_file_and_thread_count(tmp_path, capsys):
+    from arc.export.bench import bench_export
+
+    rows = bench_export("tones", tmp_path, repeats=1, threads=[1])
+    assert [(r["graph"], r["file"]) for r in rows] == [
+        ("dit", "PyTorch fp32"), ("dit", "litert fp32"), ("dit", "litert int8"), ("dit", "onnx fp32"),
+        ("dit", "onnx int8"), ("decoder", "PyTorch fp32"), ("decoder", "litert fp32"), ("decoder", "litert fp16"),
+        ("decoder", "onnx fp32"),
+    ]  # fmt: skip
+    dit = {r["file"]: r for r in rows if r["graph"] == "dit"}
+    assert dit["litert fp32"]["snr_db"] > 100 and 20 < dit["litert int8"]["snr_db"] < 60
+    assert all(r["median_ms"] > 0 and r["peak_mib"] > 0 for r in rows)
+    assert "| dit | litert int8 | 1 |" in capsys.readouterr().out

@@ -20,6 +20,8 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from arc.profiling import peak_rss_mib
+
 SAO_SMALL_TOKENS = 256  # latent frames; the prepended global token makes 257
 
 
@@ -94,11 +96,7 @@ def _measure(kind: str, device: str, repeats: int, queue: mp.Queue) -> None:
     if cuda:
         peak = torch.cuda.max_memory_allocated() / 2**20
     else:
-        peak = (
-            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            - base
-            + sum(p.numel() * p.element_size() for p in dit.parameters()) / 2**20
-        )
+        peak = peak_rss_mib() - base + sum(p.numel() * p.element_size() for p in dit.parameters()) / 2**20
     queue.put(dict(kind=kind, params=params, median_s=statistics.median(times), min_s=min(times), peak_mib=peak))
 
 
@@ -185,10 +183,7 @@ def _measure_train_step(kind: str, experiment: str, batch_size: int, steps: int,
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     trainer.fit(module, datamodule=data)
-    if cuda:
-        peak = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base
+    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else peak_rss_mib() - base
     # the first batch of each role warms up
     per_role = {}
     for role in sorted(set(timer.roles)):
@@ -242,11 +237,12 @@ def main(argv: list[str] | None = None) -> None:
     export.add_argument("--repeats", type=int, default=5)
     export.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     export.add_argument("--out", type=Path, default=Path("outputs/bench_export"), help="converted files (reused)")
+    export.add_argument("--graphs", nargs="+", choices=["dit", "decoder"], default=["dit", "decoder"])
     args = parser.parse_args(argv)
     if args.what == "export":
         from arc.export.bench import bench_export
 
-        bench_export(args.preset, args.out, args.repeats, args.threads)
+        bench_export(args.preset, args.out, args.repeats, args.threads, tuple(args.graphs))
     elif args.what == "dit":
         bench_dit(args.device, args.repeats, args.rounds)
     elif args.what == "metrics":

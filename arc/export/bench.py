@@ -10,7 +10,6 @@ Each measurement runs in its own process, so peak memory is the file's own.
 from __future__ import annotations
 
 import multiprocessing as mp
-import resource
 import statistics
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 from arc.export import convert
 from arc.export.graphs import DecoderGraph, DiTGraph
 from arc.export.parity import snr_db
+from arc.profiling import peak_rss_mib
 
 FILES = {  # (graph, backend, precision)
     "dit": [("litert", "fp32"), ("litert", "int8"), ("onnx", "fp32"), ("onnx", "int8")],
@@ -80,9 +80,7 @@ def _measure(path: str, backend: str, threads: int, repeats: int, inputs: dict, 
         run = lambda: dict(zip(names, session.run(names, inputs), strict=True))  # noqa: E731
     times = _time(run, repeats)
     output = next(iter(run().values()))
-    queue.put(
-        {"times": times, "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "output": output}
-    )
+    queue.put({"times": times, "peak_mib": peak_rss_mib(), "output": output})
 
 
 def _measure_torch(preset: str, name: str, threads: int, repeats: int, queue: mp.Queue) -> None:
@@ -90,7 +88,7 @@ def _measure_torch(preset: str, name: str, threads: int, repeats: int, queue: mp
     modules, inputs = _modules(preset)
     with torch.inference_mode():
         times = _time(lambda: modules[name](**inputs[name]), repeats)
-    queue.put({"times": times, "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+    queue.put({"times": times, "peak_mib": peak_rss_mib()})
 
 
 def _in_process(target, *args) -> dict:
@@ -103,12 +101,28 @@ def _in_process(target, *args) -> dict:
     return result
 
 
-def bench_export(preset: str, out: Path, repeats: int, threads: list[int]) -> list[dict]:
-    """Convert (files already in ``out`` are reused), measure, print and return one row per file and thread
-    count."""
+HEADER = ("| graph | file | threads | median ms | min ms | max ms | peak RSS MiB | file MiB | SNR dB vs fp32 "
+          "| convert s |\n|---|---|---|---|---|---|---|---|---|---|")  # fmt: skip
+
+
+def _print_row(r: dict) -> None:
+    size = "" if r["mib"] is None else f"{r['mib']:.1f}"
+    conv = "" if r["convert_s"] is None else f"{r['convert_s']:.0f}"
+    print(f"| {r['graph']} | {r['file']} | {r['threads']} | {r['median_ms']:.1f} | {r['min_ms']:.1f} | "
+          f"{r['max_ms']:.1f} | {r['peak_mib']:.0f} | {size} | {r['snr_db']:.1f} | {conv} |", flush=True)  # fmt: skip
+
+
+def bench_export(
+    preset: str, out: Path, repeats: int, threads: list[int], names: tuple[str, ...] = tuple(FILES)
+) -> list[dict]:
+    """Convert (files already in ``out`` are reused), measure, print (as measured) and return one row per file and
+    thread count, for the graphs ``names``."""
     modules, inputs = _modules(preset)
+    print(f"{preset}: {', '.join(names)}, random weights, this CPU, {repeats} repeats after one warm-up")
+    print(HEADER, flush=True)
     rows = []
-    for name, module in modules.items():
+    for name in names:
+        module = modules[name]
         with torch.no_grad():
             reference = next(iter(module(**inputs[name]).values())).numpy()
         arrays = {k: v.numpy() for k, v in inputs[name].items()}
@@ -117,6 +131,7 @@ def bench_export(preset: str, out: Path, repeats: int, threads: list[int]) -> li
             result = _in_process(_measure_torch, preset, name, n, repeats)
             rows.append({"graph": name, "file": "PyTorch fp32", "threads": n, "mib": None, "snr_db": float("inf"),
                          "convert_s": None, **_summary(result)})  # fmt: skip
+            _print_row(rows[-1])
         for backend, precision in FILES[name]:
             path = out / f"{name}_{precision}{'.tflite' if backend == 'litert' else '.onnx'}"
             start = time.perf_counter()
@@ -135,15 +150,7 @@ def bench_export(preset: str, out: Path, repeats: int, threads: list[int]) -> li
                 rows.append({"graph": name, "file": f"{backend} {precision}", "threads": n,
                              "mib": path.stat().st_size / 2**20, "snr_db": snr_db(reference, result["output"]),
                              "convert_s": converted, **_summary(result)})  # fmt: skip
-    print(f"{preset}: DiT and decoder, random weights, this CPU, {repeats} repeats after one warm-up")
-    print("| graph | file | threads | median ms | min ms | max ms | peak RSS MiB | file MiB | SNR dB vs fp32 "
-          "| convert s |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        size = "" if r["mib"] is None else f"{r['mib']:.1f}"
-        conv = "" if r["convert_s"] is None else f"{r['convert_s']:.0f}"
-        print(f"| {r['graph']} | {r['file']} | {r['threads']} | {r['median_ms']:.1f} | {r['min_ms']:.1f} | "
-              f"{r['max_ms']:.1f} | {r['peak_mib']:.0f} | {size} | {r['snr_db']:.1f} | {conv} |")  # fmt: skip
+                _print_row(rows[-1])
     return rows
 
 

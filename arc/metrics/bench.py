@@ -6,7 +6,6 @@ runs in its own subprocess so the peak-memory numbers do not mix."""
 from __future__ import annotations
 
 import multiprocessing as mp
-import resource
 import statistics
 import time
 from collections.abc import Callable
@@ -15,6 +14,7 @@ import numpy as np
 import torch
 
 from arc.metrics import embed
+from arc.profiling import peak_rss_mib
 
 AUDIOCAPS_CLIPS, CLIP_SECONDS, SOURCE_RATE = 4875, 10, 44100
 
@@ -51,7 +51,7 @@ def _measure(name: str, clips: int, queue: mp.Queue) -> None:
         embed_clip(clip)
         if i > 0:
             seconds.append(time.perf_counter() - start)
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mib = peak_rss_mib()
     queue.put({"model": name, "median_s": statistics.median(seconds), "min_s": min(seconds), "peak_mib": peak_mib})
 
 
