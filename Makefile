@@ -8,11 +8,11 @@ STAMP := $(VENV)/.arc-installed-$(TORCH_VERSION)
 
 .PHONY: install test demo lint format bench
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml .ci/constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==$(TORCH_VERSION)
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev]" -c .ci/constraints.txt
 	touch $(STAMP)
 
 install: $(STAMP)
