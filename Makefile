@@ -20,7 +20,7 @@ install: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
-# The embedded job (about 13 minutes on a 2-core CPU): tones pre-training -> ARC post-training -> a probe table
+# The embedded job (13-25 minutes on a 2-core CPU, README): tones pre-training -> ARC post-training -> a probe table
 # comparing the base model (Euler 50 steps + CFG, and ping-pong 8) with the ARC model (ping-pong 8) by arc-eval's
 # probe metric set, with WAVs and plots; then the phone path: the ARC model exported to LiteRT / ONNX (parity table
 # printed) and a WAV generated from the LiteRT files alone by the torch-free runner.
