@@ -16,8 +16,9 @@ import soundfile as sf
 import torch
 
 from arc.config import compose_config
+from arc.files import sha256_file
 from arc.metrics import embed
-from arc.metrics.evaluate import load_arrays, run, sha256_file
+from arc.metrics.evaluate import load_arrays, run
 from arc.metrics.openl3 import load_openl3
 from arc.metrics.statistics import (
     ccds,

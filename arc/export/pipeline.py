@@ -10,7 +10,6 @@ export), and every graph file is renamed into place only when whole.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -23,20 +22,12 @@ from transformers import ByT5Tokenizer
 import arc
 from arc.export import convert, parity
 from arc.export.graphs import example_inputs, graphs
-from arc.files import atomic_write
+from arc.files import atomic_write, sha256_file
 from arc.models.wrapper import AudioDiffusionModel
 from arc.sampling import sampling_defaults
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1  # export/runner.py's FORMAT_VERSION
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _specs(tensors: dict[str, torch.Tensor]) -> dict[str, dict]:

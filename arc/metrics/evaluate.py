@@ -40,7 +40,7 @@ from arc.audio_io import AUDIO_SUFFIXES, UnreadableAudioError, read_clip, write_
 from arc.data.audio import read_manifest
 from arc.data.tones import ToneAttributes, render_tone
 from arc.errors import InvalidInputError, MissingFileError
-from arc.files import atomic_write
+from arc.files import atomic_write, sha256_file
 from arc.generate import generate, load_generator
 from arc.metrics.audio import SilentAudioError
 from arc.metrics.references import load_fd_reference, load_passt_reference
@@ -202,14 +202,6 @@ def generate_system(
         model.check_seconds([length])
         _predict(make_trainer(None), GenerationModule(model, todo, system, length), len(todo), batch_size)
     return root
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def settings_key(settings: dict) -> str:
