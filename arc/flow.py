@@ -38,6 +38,10 @@ class ReplayNoise:
     def __init__(self, noises: Sequence[torch.Tensor]):
         self._noises = list(noises)
 
+    def __len__(self) -> int:
+        """Draws left."""
+        return len(self._noises)
+
     def draw(self, shape: tuple[int, ...]) -> torch.Tensor:
         if not self._noises:
             raise ValueError("ReplayNoise ran out: the sampler drew more noise than was recorded")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from tqdm.auto import tqdm
@@ -12,6 +13,9 @@ from arc.errors import InvalidInputError
 from arc.flow import ReplayNoise
 from arc.models.wrapper import AudioDiffusionModel
 from arc.sampling import SAMPLERS, SCHEDULES, guided_velocity, initial_latent, sampling_defaults
+
+if TYPE_CHECKING:
+    from arc.fast import SamplingGraphs
 
 
 def load_generator(
@@ -50,6 +54,7 @@ def generate(
     init_audio: torch.Tensor | None = None,
     progress: bool = False,
     noise: ReplayNoise | None = None,
+    graphs: SamplingGraphs | None = None,
 ) -> torch.Tensor:
     """Generate ``(B, audio_channels, sample_size)`` audio, item ``b`` from ``prompts[b]`` and ``seeds[b]``.
 
@@ -81,9 +86,12 @@ def generate(
         x_init = model.pretransform.encode(init_audio.to(device))
     x = initial_latent((len(prompts), *model.latent_shape), sigma_max, generators, x_init)
     x = x.to(device)
-    bar = tqdm(total=steps, desc=f"{sampler} x{steps}", disable=not progress, leave=False)
-    latents = SAMPLERS[sampler](
-        guided_velocity(model.velocity, cond, cfg_scale), x, ts, generators, callback=lambda _: bar.update()
-    )
-    bar.close()
+    if graphs is not None:
+        latents = graphs.sample(sampler, ts, cfg_scale, cond, x, generators)
+    else:
+        bar = tqdm(total=steps, desc=f"{sampler} x{steps}", disable=not progress, leave=False)
+        latents = SAMPLERS[sampler](
+            guided_velocity(model.velocity, cond, cfg_scale), x, ts, generators, callback=lambda _: bar.update()
+        )
+        bar.close()
     return model.pretransform.decode(latents).float().cpu()

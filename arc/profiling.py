@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import resource
+
 
 def peak_rss_mib() -> float:
     """This process's peak resident memory (``VmHWM``), in MiB. Unlike ``getrusage``'s ``ru_maxrss``, which a
@@ -11,3 +13,9 @@ def peak_rss_mib() -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def rss_mib() -> float:
+    """This process's resident memory now, in MiB."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20

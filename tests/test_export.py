@@ -203,7 +203,7 @@ def test_arc_export_needs_exactly_one_source(tmp_path):
 
 @pytest.mark.slow
 def test_export_benchmark_prints_a_row_per_file_and_thread_count(tmp_path, capsys):
-    from arc.export.bench import bench_export
+    from arc.bench.export import bench_export
 
     rows = bench_export("tones", tmp_path, repeats=1, threads=[1])
     assert [(r["graph"], r["file"]) for r in rows] == [

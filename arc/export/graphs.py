@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
 
 from arc.models.conditioners import Conditioners
 from arc.models.dit import DiffusionTransformer
@@ -61,17 +60,6 @@ class DiTGraph(nn.Module):
         return {"v": self.dit(x, t, cross_attn_cond, global_cond)}
 
 
-def fold_weight_norm(pretransform: Pretransform) -> Pretransform:
-    """Fold weight norm into plain weights (Oobleck's convolutions), in place: the same function, no
-    reparametrisation left for the converters (a weight-normed module cannot even be deep-copied)."""
-    for module in pretransform.modules():
-        if hasattr(module, "weight_g"):
-            torch.nn.utils.remove_weight_norm(module)
-        elif parametrize.is_parametrized(module, "weight"):
-            parametrize.remove_parametrizations(module, "weight")
-    return pretransform
-
-
 class DecoderGraph(nn.Module):
     """Latents -> audio (channels, samples) of one clip; Oobleck's weight norm folded (in place: export a model
     you are done training)."""
@@ -79,7 +67,7 @@ class DecoderGraph(nn.Module):
     def __init__(self, pretransform: Pretransform):
         super().__init__()
         oobleck = isinstance(pretransform, OobleckPretransform)
-        self.pretransform = fold_weight_norm(pretransform) if oobleck else pretransform
+        self.pretransform = pretransform.fold_weight_norm() if oobleck else pretransform
 
     def forward(self, latents: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"audio": self.pretransform.decode(latents)[0]}

@@ -62,6 +62,24 @@ def tiny_t5(d_model: int = 32, num_layers: int = 2, num_heads: int = 4, seed: in
     return encoder, tokenizer
 
 
+# the hub's config.json of google-t5/t5-base (what `pretrained_t5("t5-base")` loads)
+T5_CONFIGS = {
+    "t5-base": dict(vocab_size=32128, d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_heads=12,
+                    feed_forward_proj="relu", relative_attention_num_buckets=32),
+}  # fmt: skip
+
+
+def random_t5(name: str = "t5-base", seed: int = 0) -> tuple[T5EncoderModel, PreTrainedTokenizerBase]:
+    """A T5 encoder of ``name``'s shape with random weights and the byte-level ByT5 tokenizer: for timing offline
+    (the conditioner pads every prompt to ``max_length`` tokens, so its cost does not depend on the tokenizer)."""
+    if name not in T5_CONFIGS:
+        raise ValueError(f"no T5 shape for {name!r}; known: {sorted(T5_CONFIGS)}")
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        encoder = T5EncoderModel(T5Config(**T5_CONFIGS[name]))
+    return encoder, ByT5Tokenizer()
+
+
 class T5Conditioner(nn.Module):
     """Frozen T5 encoder: prompts -> (B, max_length, output_dim) embeddings (zero at padding) and mask (B, L).
 

@@ -25,7 +25,8 @@ class FourierFeatures(nn.Module):
         self.weight = nn.Parameter(torch.randn(out_features // 2, 1))
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        f = 2 * math.pi * t[:, None] @ self.weight.T  # (B, out_features // 2)
+        # in the weight's dtype, kept fp32 by arc.fast: 2 pi t W reaches tens of radians, too many for bf16
+        f = 2 * math.pi * t.to(self.weight.dtype)[:, None] @ self.weight.T  # (B, out_features // 2)
         return torch.cat([f.cos(), f.sin()], dim=-1)
 
 
@@ -139,7 +140,7 @@ class DiffusionTransformer(nn.Module):
             raise ValueError(f"expected {self.io_channels} latent channels, got input of shape {tuple(x.shape)}")
 
         context = self.to_cond_embed(cross_attn_cond)  # (B, S, context_dim)
-        global_token = self.to_timestep_embed(self.timestep_features(t.to(x.dtype)))  # (B, embed_dim)
+        global_token = self.to_timestep_embed(self.timestep_features(t).to(x.dtype))  # (B, embed_dim)
         if global_cond is not None:
             global_token = global_token + self.to_global_embed(global_cond)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from diffusers import AutoencoderOobleck
 from torch import nn
+from torch.nn.utils import parametrize
 
 
 class Pretransform(nn.Module):
@@ -118,5 +119,17 @@ class OobleckPretransform(Pretransform):
         return posterior.sample(generator) if self.sample_posterior else posterior.mean
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Audio in ``latents``' dtype; the decoder runs in its own (``arc.fast``'s bf16 decoder)."""
         self.check_latents(latents)
-        return self.vae.decode(latents).sample
+        dtype = next(self.vae.decoder.parameters()).dtype
+        return self.vae.decode(latents.to(dtype)).sample.to(latents.dtype)
+
+    def fold_weight_norm(self) -> OobleckPretransform:
+        """Fold weight norm into plain weights, in place: the same function without its reparametrisation, for
+        the exporters (a weight-normed module cannot even be deep-copied) and the fast decoder."""
+        for module in self.modules():
+            if hasattr(module, "weight_g"):
+                torch.nn.utils.remove_weight_norm(module)
+            elif parametrize.is_parametrized(module, "weight"):
+                parametrize.remove_parametrizations(module, "weight")
+        return self

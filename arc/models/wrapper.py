@@ -106,5 +106,8 @@ class AudioDiffusionModel(nn.Module):
         return self.conditioners(prompts, numbers)
 
     def velocity(self, x_t: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
-        """Predicted flow velocity ``eps - x0`` at noisy latents ``x_t`` (B, C, T) and times ``t`` (B,)."""
-        return self.dit(x_t, t, cond.cross_attn_cond, cond.global_cond)
+        """Predicted flow velocity ``eps - x0`` at noisy latents ``x_t`` (B, C, T) and times ``t`` (B,), in
+        ``x_t``'s dtype; the DiT runs in its own (``arc.fast``'s bf16 DiT takes fp32 samplers' latents)."""
+        dtype = self.dit.project_in.weight.dtype
+        v = self.dit(x_t.to(dtype), t, cond.cross_attn_cond.to(dtype), cond.global_cond.to(dtype))
+        return v.to(x_t.dtype)
