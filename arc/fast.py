@@ -15,7 +15,7 @@ reference every fast path is checked against); ``arc-bench generate`` measures e
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch._inductor.config
@@ -56,12 +56,21 @@ class FastPaths:
         if self.threads is not None and self.threads < 1:
             raise InvalidInputError(f"threads must be >= 1, got {self.threads}")
 
+    def without_decoder(self) -> FastPaths:
+        """These paths with the decoder switches off: for a model without an Oobleck VAE (the tiny patching)."""
+        return replace(self, decoder="diffusers", fused_snake=False, decoder_dtype="fp32")
+
     def describe(self) -> str:
         parts = [f"{self.dit_dtype} DiT"]
         if self.decoder == "fast":
             parts.append(f"fast {self.decoder_dtype} decoder" + (" (fused snake)" if self.fused_snake else ""))
         parts += [name for name, on in (("compiled", self.compile), ("CUDA graphs", self.cuda_graphs)) if on]
         return ", ".join(parts)
+
+
+# `--fast` / `fast=on`: the paths that pay off at once on a CPU or a GPU (compilation and CUDA graphs cost a first
+# call of a minute or more on a CPU, so they stay opt-in)
+FAST = FastPaths(dit_dtype="bf16", decoder="fast", fused_snake=True, decoder_dtype="bf16")
 
 
 def accelerate(model: AudioDiffusionModel, fast: FastPaths, device: str | torch.device) -> AudioDiffusionModel:
@@ -86,7 +95,7 @@ def accelerate(model: AudioDiffusionModel, fast: FastPaths, device: str | torch.
     if isinstance(model.pretransform, OobleckPretransform):
         vae = model.pretransform.vae
         if fast.decoder == "fast":
-            vae.decoder = FastOobleckDecoder(vae.decoder, fast.fused_snake).to(device, DTYPES[fast.decoder_dtype])
+            vae.decoder = FastOobleckDecoder(vae.decoder, fast.fused_snake, DTYPES[fast.decoder_dtype]).to(device)
         if fast.compile:
             vae.decoder.compile()
     return model

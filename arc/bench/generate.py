@@ -118,8 +118,8 @@ def _timed(fn, sync, repeats: int) -> tuple[list[float], object]:
 
 def _measure_run(settings: Settings, run: Run, queue: mp.Queue) -> None:
     """Time every stage of ``run`` (in a process of its own) and put the result on ``queue``. The first
-    end-to-end call warms everything up (compilation, graph capture); a baseline skips it (its loop is long and
-    its stages are eager) and times its loop and decoder once."""
+    end-to-end call warms everything up (compilation, graph capture); a baseline, whose loop is long, warms up
+    with one step and one decode instead and times its loop and decoder once."""
     device = torch.device(settings.device)
     cuda = device.type == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
@@ -150,6 +150,9 @@ def _measure_run(settings: Settings, run: Run, queue: mp.Queue) -> None:
         velocity = guided_velocity(model.velocity, cond, run.cfg_scale)
         x = torch.randn(B, *model.latent_shape, generator=torch.Generator().manual_seed(0)).to(device)
         loop_repeats = 1 if run.baseline else run.repeats
+        if run.baseline:  # no end-to-end call warmed it up: one step and one decode (compilation happens here)
+            velocity(x, ts[0] * x.new_ones(B))
+            model.pretransform.decode(x)
         times = {}
         times["conditioners"], _ = _timed(lambda: model.condition(prompts, durations), sync, run.repeats)
         times["dit_step"], _ = _timed(lambda: velocity(x, ts[0] * x.new_ones(B)), sync, run.repeats)
@@ -158,8 +161,9 @@ def _measure_run(settings: Settings, run: Run, queue: mp.Queue) -> None:
         if not run.baseline:
             times["end_to_end"], _ = _timed(end_to_end, sync, run.repeats)
     peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else peak_rss_mib()
-    queue.put({"times": times, "first_call_s": first_call, "peak_mib": peak,
-               "threads": torch.get_num_threads(), "audio": None if audio is None else audio.numpy(), "latents": latents.float().cpu().numpy()})  # fmt: skip
+    audio = None if audio is None else audio.numpy()
+    queue.put({"times": times, "first_call_s": first_call, "peak_mib": peak, "threads": torch.get_num_threads(),
+               "audio": audio, "latents": latents.float().cpu().numpy()})  # fmt: skip
 
 
 def _count_stage_flops(settings: Settings, cfg_scales: set[float], queue: mp.Queue) -> None:
@@ -222,7 +226,7 @@ def without_decoder_paths(settings: Settings) -> Settings:
     runs that became the same as an earlier one skipped; both said on the console."""
     runs, seen = [], {}
     for run in settings.runs:
-        fast = replace(run.fast, decoder="diffusers", fused_snake=False, decoder_dtype="fp32")
+        fast = run.fast.without_decoder()
         key = (fast, run.sampler, run.steps, run.cfg_scale)
         if key in seen:
             print(f"[{run.name}] skipped: without decoder switches it is run {seen[key]}")

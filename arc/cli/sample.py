@@ -1,12 +1,13 @@
 """``arc-sample``: prompts -> WAV files plus a JSONL record of how each was made.
 
 arc-sample --preset tiny --prompt "a low sine tone" --seconds 1 --num 2
-arc-sample --model stabilityai/stable-audio-open-small --prompts-file prompts.txt
+arc-sample --model stabilityai/stable-audio-open-small --prompts-file prompts.txt --fast
 arc-sample --checkpoint logs/tones_arc/runs/<date>/checkpoints/last.ckpt --prompt "a low sine tone"
 
 Sampler, steps and CFG scale default to the model's own (``arc.sampling.sampling_defaults``): ping-pong, 8 steps,
 no CFG for ARC checkpoints and the Stable Audio Open Small release (``rf_denoiser``); Euler, 50 steps, CFG 7 for
-a rectified-flow base model.
+a rectified-flow base model. ``--fast`` and the switches after it are ``arc.fast``'s paths (bf16 DiT, arc's
+channels-last bf16 decoder, compilation, CUDA graphs); the decoder's do not apply to a model without a VAE.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import torch
@@ -23,7 +25,9 @@ from arc.audio_io import write_wav
 from arc.cli.errors import debug_requested, report_user_errors
 from arc.data.audio import AudioTextDataset
 from arc.errors import InvalidInputError, MissingFileError
+from arc.fast import DECODERS, DTYPES, FAST, FastPaths, SamplingGraphs, accelerate, check_graph_sampler
 from arc.generate import generate, load_generator
+from arc.models.pretransforms import OobleckPretransform
 from arc.models.wrapper import AudioDiffusionModel
 from arc.sampling import SAMPLERS, SCHEDULES, sampling_defaults
 
@@ -57,6 +61,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sigma-max", type=float, default=1.0, help="noise level to start at (1 = pure noise)")
     parser.add_argument("--out", type=Path, default=Path("outputs/samples"))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    speed = parser.add_argument_group("fast paths (arc.fast; arc-bench generate measures each)")
+    speed.add_argument("--fast", action="store_true", help="bf16 DiT, fast bf16 decoder with a fused snake")
+    speed.add_argument("--dit-dtype", choices=sorted(DTYPES), help="DiT weights and activations")
+    speed.add_argument("--decoder", choices=DECODERS, help="diffusers' Oobleck decoder or arc's channels-last one")
+    speed.add_argument("--fused-snake", action=argparse.BooleanOptionalAction, help="with --decoder fast")
+    speed.add_argument("--decoder-dtype", choices=sorted(DTYPES), help="with --decoder fast")
+    speed.add_argument("--compile", action=argparse.BooleanOptionalAction, help="torch.compile DiT and decoder")
+    speed.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, help="capture the sampling loop")
+    speed.add_argument("--threads", type=int, help="torch intra-op threads")
     parser.add_argument("--debug", action="store_true", help="show the traceback of a user error")
     return parser.parse_args(argv)
 
@@ -70,6 +83,12 @@ def read_init_audio(path: Path, model: AudioDiffusionModel) -> torch.Tensor:
         channels = model.pretransform.audio_channels
         dataset = AudioTextDataset(manifest, tmp, model.sample_rate, channels, model.sample_size, random_crop=False)
         return dataset[0]["audio"]
+
+
+def fast_paths(args: argparse.Namespace) -> FastPaths:
+    """``--fast`` (or plain fp32) with each switch given on the command line on top."""
+    switches = {f.name: getattr(args, f.name) for f in fields(FastPaths) if getattr(args, f.name) is not None}
+    return replace(FAST if args.fast else FastPaths(), **switches)
 
 
 def read_prompts(args: argparse.Namespace) -> list[str]:
@@ -99,13 +118,20 @@ def sample_with(args: argparse.Namespace) -> list[dict]:
     if args.num < 1 or args.batch_size < 1:
         raise InvalidInputError(f"--num and --batch-size must be >= 1, got {args.num} and {args.batch_size}")
     prompts = read_prompts(args)
-    model = load_generator(args.preset, args.checkpoint, args.model, use_ema=not args.no_ema).to(args.device).eval()
+    fast = fast_paths(args)
+    model = load_generator(args.preset, args.checkpoint, args.model, use_ema=not args.no_ema)
+    if args.fast and not isinstance(model.pretransform, OobleckPretransform):
+        fast = fast.without_decoder()  # --fast on a model without a VAE (the tiny patching)
+    model = accelerate(model, fast, args.device)
     defaults = sampling_defaults(model.diffusion_objective)
     sampler = defaults.sampler if args.sampler is None else args.sampler
     steps = defaults.steps if args.steps is None else args.steps
     cfg_scale = defaults.cfg_scale if args.cfg_scale is None else args.cfg_scale
     seconds = args.seconds if args.seconds is not None else model.max_seconds
     model.check_seconds([seconds])
+    if fast.cuda_graphs:
+        check_graph_sampler(sampler)
+    graphs = SamplingGraphs(model) if fast.cuda_graphs else None
     init = None if args.init_audio is None else read_init_audio(args.init_audio, model).to(args.device)
     jobs = [(p, args.seed + k) for p in prompts for k in range(args.num)]
     args.out.mkdir(parents=True, exist_ok=True)
@@ -116,7 +142,7 @@ def sample_with(args: argparse.Namespace) -> list[dict]:
         init_batch = None if init is None else init.expand(len(batch), -1, -1)
         audio = generate(
             model, batch_prompts, [seconds] * len(batch), seeds, steps, sampler, cfg_scale, args.schedule,
-            sigma_max=args.sigma_max, init_audio=init_batch,
+            sigma_max=args.sigma_max, init_audio=init_batch, graphs=graphs,
         )  # fmt: skip
         for j, (prompt, seed) in enumerate(batch):
             index = start + j
@@ -135,6 +161,7 @@ def sample_with(args: argparse.Namespace) -> list[dict]:
                     "seconds": seconds,
                     "sigma_max": args.sigma_max,
                     "init_audio": None if args.init_audio is None else str(args.init_audio),
+                    "fast_paths": asdict(fast),
                     "path": str(path),
                 }
             )

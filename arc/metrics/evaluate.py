@@ -26,7 +26,7 @@ import io
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import lightning as L
@@ -40,14 +40,16 @@ from arc.audio_io import AUDIO_SUFFIXES, UnreadableAudioError, read_clip, write_
 from arc.data.audio import read_manifest
 from arc.data.tones import ToneAttributes, render_tone
 from arc.errors import InvalidInputError, MissingFileError
+from arc.fast import FastPaths, SamplingGraphs, accelerate, check_graph_sampler
 from arc.files import atomic_write, sha256_file
 from arc.generate import generate, load_generator
 from arc.metrics.audio import SilentAudioError
 from arc.metrics.references import load_fd_reference, load_passt_reference
 from arc.metrics.sets import Arrays, Clip
 from arc.metrics.weights import metrics_cache_dir
+from arc.models.pretransforms import OobleckPretransform
 from arc.models.wrapper import AudioDiffusionModel
-from arc.sampling import SAMPLERS
+from arc.sampling import SAMPLERS, sampling_defaults
 from arc.training.callbacks import probe_prompts
 from arc.training.checkpoints import read_training_checkpoint
 
@@ -168,15 +170,22 @@ class GenerationJob:
 class GenerationModule(L.LightningModule):
     """``predict_step``: generate a batch of jobs and write each WAV (trimmed to ``seconds``)."""
 
-    def __init__(self, model: AudioDiffusionModel, jobs: Sequence[GenerationJob], system: System, seconds: float):
+    def __init__(self, model: AudioDiffusionModel, jobs: Sequence[GenerationJob], system: System, seconds: float,
+                 fast: FastPaths):  # fmt: skip
         super().__init__()
-        self.model, self.jobs, self.system, self.seconds = model, list(jobs), system, seconds
+        self.model, self.jobs, self.system, self.seconds, self.fast = model, list(jobs), system, seconds, fast
+        self.graphs = None
+
+    def on_predict_start(self) -> None:
+        # after the trainer has moved the model to its device
+        accelerate(self.model, self.fast, self.device)
+        self.graphs = SamplingGraphs(self.model) if self.fast.cuda_graphs else None
 
     def predict_step(self, batch: list[int], batch_idx: int) -> None:
         jobs = [self.jobs[i] for i in batch]
         audio = generate(
             self.model, [j.prompt for j in jobs], [self.seconds] * len(jobs), [j.seed for j in jobs],
-            self.system.steps, self.system.sampler, self.system.cfg_scale,
+            self.system.steps, self.system.sampler, self.system.cfg_scale, graphs=self.graphs,
         )  # fmt: skip
         for job, clip in zip(jobs, audio, strict=True):
             write_wav(job.path, clip[:, : round(self.seconds * self.model.sample_rate)], self.model.sample_rate)
@@ -184,9 +193,10 @@ class GenerationModule(L.LightningModule):
 
 def generate_system(
     system: System, prompts: Sequence[Prompt], renderings: int, seed: int, seconds: float | None, out: Path,
-    make_trainer: TrainerFactory, batch_size: int,
+    make_trainer: TrainerFactory, batch_size: int, fast: FastPaths,
 ) -> Path:  # fmt: skip
-    """Generate the missing renderings of ``system`` into ``out/<name>/audio``; return that directory."""
+    """Generate the missing renderings of ``system`` into ``out/<name>/audio`` with the ``fast`` paths; return that
+    directory."""
     root = out / system.name / "audio"
     jobs = [
         GenerationJob(p.caption, render_seed(seed, i, k, renderings), rendering_path(root, p.id, k))
@@ -200,7 +210,12 @@ def generate_system(
         model = load_generator(checkpoint=system.checkpoint, release=system.model, use_ema=system.use_ema).eval()
         length = model.max_seconds if seconds is None else seconds
         model.check_seconds([length])
-        _predict(make_trainer(None), GenerationModule(model, todo, system, length), len(todo), batch_size)
+        if not isinstance(model.pretransform, OobleckPretransform):
+            fast = fast.without_decoder()  # the tiny patching has no decoder to speed up
+        if fast.cuda_graphs:
+            check_graph_sampler(system.sampler or sampling_defaults(model.diffusion_objective).sampler)
+        module = GenerationModule(model, todo, system, length, fast)
+        _predict(make_trainer(None), module, len(todo), batch_size)
     return root
 
 
@@ -396,12 +411,13 @@ def evaluate(
     reference, described = reference_statistics(
         cfg.reference, metrics, prompts, cfg.renderings, cfg.seed, out, make_trainer
     )
+    fast = FastPaths(**cfg.fast)
     results = {"metrics": metrics.name, "prompts": len(prompts), "renderings": cfg.renderings,
-               "reference": described, "systems": {}}  # fmt: skip
+               "reference": described, "fast_paths": asdict(fast), "systems": {}}  # fmt: skip
     per_item = {}
     for system in systems:
         audio_dir = Path(system.audio) if system.audio is not None else generate_system(
-            system, prompts, cfg.renderings, cfg.seed, cfg.seconds, out, make_trainer, cfg.batch_size
+            system, prompts, cfg.renderings, cfg.seed, cfg.seconds, out, make_trainer, cfg.batch_size, fast
         )  # fmt: skip
         clips, report = system_clips(audio_dir, prompts, cfg.renderings, metrics, out, make_trainer)
         if not is_global_zero():
@@ -430,6 +446,7 @@ def run(cfg: DictConfig) -> dict | None:
     if cfg.renderings < 1:
         raise InvalidInputError(f"renderings must be >= 1, got {cfg.renderings}")
     systems, prompts = parse_systems(cfg.systems), read_prompts(cfg.prompts, cfg.seed)  # before loading any model
+    FastPaths(**cfg.fast)  # its errors too
     metrics = instantiate(cfg.metrics)
 
     def make_trainer(precision: str | None) -> L.Trainer:

@@ -82,11 +82,12 @@ class ResidualUnit(nn.Module):
 class FastOobleckDecoder(nn.Module):
     """Latents (B, latent_channels, T) -> audio (B, audio_channels, T * prod(strides)), in the weights' dtype.
 
-    Built from a diffusers ``OobleckDecoder`` (its weights copied, weight norm folded); ``.to(torch.bfloat16)``
-    after building runs the convolutions in bf16 (the snake stays fp32 inside).
+    Built from a diffusers ``OobleckDecoder`` (its weights copied, weight norm folded). ``dtype`` is the
+    convolutions' (weights and activations between layers); the snakes' alpha and 1 / beta stay fp32 and the snake
+    computes in fp32. Move it with ``.to(device)`` only: ``.to(dtype)`` would round the snake's parameters too.
     """
 
-    def __init__(self, source: OobleckDecoder, fused_snake: bool = False):
+    def __init__(self, source: OobleckDecoder, fused_snake: bool = False, dtype: torch.dtype = torch.float32):
         super().__init__()
         self.conv_in = _conv(source.conv1)
         self.blocks = nn.ModuleList()
@@ -96,10 +97,12 @@ class FastOobleckDecoder(nn.Module):
         self.snake_out = Snake(source.snake1, fused_snake)
         self.conv_out = _conv(source.conv2)
         self.fused_snake = fused_snake
-        self.to(memory_format=torch.channels_last)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
+                module.to(dtype, memory_format=torch.channels_last)
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
-        dtype = self.conv_in.weight.dtype
+        dtype = self.conv_in.weight.dtype  # the convolutions'; the snakes' parameters are fp32
         x = latents.to(dtype)[:, :, None, :].contiguous(memory_format=torch.channels_last)  # (B, C, 1, T) NHWC
         x = self.conv_in(x)
         for block in self.blocks:

@@ -121,7 +121,7 @@ class OobleckPretransform(Pretransform):
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Audio in ``latents``' dtype; the decoder runs in its own (``arc.fast``'s bf16 decoder)."""
         self.check_latents(latents)
-        dtype = next(self.vae.decoder.parameters()).dtype
+        dtype = next(self.vae.decoder.parameters()).dtype  # the first conv's: arc.fast's bf16 decoder
         return self.vae.decode(latents.to(dtype)).sample.to(latents.dtype)
 
     def fold_weight_norm(self) -> OobleckPretransform:
