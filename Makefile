@@ -54,4 +54,4 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix arc tests scripts eval export
 
 bench: $(STAMP)
-	$(PY) -m arc.cli.bench dit
+	$(VENV)/bin/arc-bench generate

@@ -10,6 +10,7 @@ import time
 
 import torch
 
+from arc.bench.processes import in_process
 from arc.profiling import peak_rss_mib, rss_mib
 
 SAO_SMALL_TOKENS = 256  # latent frames; the prepended global token makes 257
@@ -87,14 +88,9 @@ def _measure(kind: str, device: str, repeats: int, queue: mp.Queue) -> None:
 
 def bench_dit(device: str, repeats: int, rounds: int = 2) -> list[dict]:
     """Alternate the two models over ``rounds`` (a busy machine then slows both alike); keep each one's best round."""
-    ctx = mp.get_context("spawn")
     best: dict[str, dict] = {}
     for kind in ("arc", "diffusers") * rounds:
-        queue = ctx.Queue()
-        proc = ctx.Process(target=_measure, args=(kind, device, repeats, queue))
-        proc.start()
-        result = queue.get()
-        proc.join()
+        result = in_process(_measure, kind, device, repeats)
         if kind not in best or result["median_s"] < best[kind]["median_s"]:
             best[kind] = result
     results = [best["arc"], best["diffusers"]]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from arc.bench.processes import in_process
 from arc.export import convert
 from arc.export.graphs import DecoderGraph, DiTGraph
 from arc.export.parity import snr_db
@@ -91,16 +92,6 @@ def _measure_torch(preset: str, name: str, threads: int, repeats: int, queue: mp
     queue.put({"times": times, "peak_mib": peak_rss_mib()})
 
 
-def _in_process(target, *args) -> dict:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=target, args=(*args, queue))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    return result
-
-
 HEADER = ("| graph | file | threads | median ms | min ms | max ms | peak RSS MiB | file MiB | SNR dB vs fp32 "
           "| convert s |\n|---|---|---|---|---|---|---|---|---|---|")  # fmt: skip
 
@@ -128,7 +119,7 @@ def bench_export(
         arrays = {k: v.numpy() for k, v in inputs[name].items()}
         outputs = list(module(**inputs[name]))
         for n in threads:
-            result = _in_process(_measure_torch, preset, name, n, repeats)
+            result = in_process(_measure_torch, preset, name, n, repeats)
             rows.append({"graph": name, "file": "PyTorch fp32", "threads": n, "mib": None, "snr_db": float("inf"),
                          "convert_s": None, **_summary(result)})  # fmt: skip
             _print_row(rows[-1])
@@ -146,7 +137,7 @@ def bench_export(
             else:
                 converted = None
             for n in threads:
-                result = _in_process(_measure, str(path), backend, n, repeats, arrays)
+                result = in_process(_measure, str(path), backend, n, repeats, arrays)
                 rows.append({"graph": name, "file": f"{backend} {precision}", "threads": n,
                              "mib": path.stat().st_size / 2**20, "snr_db": snr_db(reference, result["output"]),
                              "convert_s": converted, **_summary(result)})  # fmt: skip

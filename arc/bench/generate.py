@@ -21,7 +21,6 @@ import statistics
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from queue import Empty
 
 import numpy as np
 import torch
@@ -29,6 +28,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from arc.bench.flops import count_flops, matmul_peak
+from arc.bench.processes import in_process
 from arc.bench.report import markdown, write_report
 from arc.errors import InvalidInputError
 from arc.fast import DTYPES, FastPaths, SamplingGraphs, accelerate
@@ -187,34 +187,6 @@ def _count_stage_flops(settings: Settings, cfg_scales: set[float], queue: mp.Que
                "sample_size": model.sample_size, "seconds": seconds})  # fmt: skip
 
 
-def _in_process(target, *args) -> dict:
-    """``target(*args, queue)`` in a fresh (spawned) process; its result, or its user error raised here."""
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_reporting_errors, args=(target, *args, queue))
-    proc.start()
-    while True:
-        try:
-            result = queue.get(timeout=5)
-            break
-        except Empty:
-            if not proc.is_alive():
-                raise RuntimeError(
-                    f"the benchmark process died (exit status {proc.exitcode}); see its traceback above"
-                ) from None
-    proc.join()
-    if "user_error" in result:
-        raise InvalidInputError(result["user_error"])
-    return result
-
-
-def _reporting_errors(target, *args) -> None:
-    try:
-        target(*args)
-    except InvalidInputError as e:
-        args[-1].put({"user_error": str(e)})
-
-
 def snr_db(estimate: np.ndarray, reference: np.ndarray) -> float:
     """``10 log10(|ref|^2 / |est - ref|^2)``; infinite when they are equal."""
     noise = np.square(estimate.astype(np.float64) - reference).sum()
@@ -295,7 +267,7 @@ def run_benchmark(settings: Settings) -> dict:
     device = torch.device(settings.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InvalidInputError("device=cuda but torch sees no CUDA device (torch.cuda.is_available() is False)")
-    shape = _in_process(_count_stage_flops, settings, {r.cfg_scale for r in settings.runs})
+    shape = in_process(_count_stage_flops, settings, {r.cfg_scale for r in settings.runs})
     if not shape["has_vae"]:
         settings = without_decoder_paths(settings)
     dtypes = sorted({_stage_dtype(s, r.fast) for r in settings.runs for s in STAGES})
@@ -305,7 +277,7 @@ def run_benchmark(settings: Settings) -> dict:
     rows, references = [], {}
     for run in settings.runs:
         print(f"[{run.name}] {run.fast.describe()}, {run.sampler} x{run.steps}, CFG {run.cfg_scale} ...", flush=True)
-        result = _in_process(_measure_run, settings, run)
+        result = in_process(_measure_run, settings, run)
         stages = {name: _stats(times) for name, times in result["times"].items()}
         if run.baseline:  # its loop ran once: end to end is the sum of the stages
             stages["end_to_end"] = {k: sum(stages[s][k] for s in ("conditioners", "sampling", "decoder"))

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from arc.bench.processes import in_process
 from arc.metrics import embed
 from arc.profiling import peak_rss_mib
 
@@ -59,11 +60,7 @@ def bench_metrics(clips: int = 3) -> list[dict]:
     """Print and return one row per metric model (torch's default thread count)."""
     rows = []
     for name in ("openl3", "passt", "clap"):
-        queue = mp.get_context("spawn").Queue()
-        proc = mp.get_context("spawn").Process(target=_measure, args=(name, clips, queue))
-        proc.start()
-        rows.append(queue.get())
-        proc.join()
+        rows.append(in_process(_measure, name, clips))
     print(f"metric models, random weights (timing only), {torch.get_num_threads()} threads, "
           f"{CLIP_SECONDS} s stereo clips at {SOURCE_RATE} Hz, {clips} clips after one warm-up")  # fmt: skip
     print("| model | s per clip (median) | min | audio s per s | peak RSS MiB | AudioCaps test (4,875 clips) |")

@@ -83,24 +83,34 @@ def markdown(results: dict) -> str:
 
 
 def plot_stages(results: dict, path: Path) -> Path:
-    """Horizontal stacked bars of the median conditioners, all steps and decoder times, one bar per run."""
+    """Stacked bars of the median conditioners, all steps and decoder times per run, labelled with the total: the
+    fast paths in one panel, the baselines next to the fastest run in another (their scale would hide the rest)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = results["runs"]
-    fig, ax = plt.subplots(figsize=(9, 0.5 * len(runs) + 1.5))
-    names = [r["name"] for r in runs]
-    left = [0.0] * len(runs)
-    for stage, color in (("conditioners", "#999999"), ("sampling", "#1f77b4"), ("decoder", "#ff7f0e")):
-        widths = [r["stages"][stage]["median_s"] for r in runs]
-        ax.barh(names, widths, left=left, color=color, label=STAGE_NAMES[stage])
-        left = [a + b for a, b in zip(left, widths, strict=True)]
-    ax.invert_yaxis()
-    ax.set_xlabel("seconds (median)")
-    ax.set_title(f"generation per stage, {results['device']}, batch {results['batch_size']}", fontsize=10)
-    ax.legend(loc="lower right")
+    runs = [r for r in results["runs"] if not r["baseline"]]
+    baselines = [r for r in results["runs"] if r["baseline"]]
+    fastest = min(runs, key=lambda r: r["stages"]["end_to_end"]["median_s"]) if runs else None
+    panels = [(runs, "fast paths")] + ([(baselines + [fastest], "baselines")] if baselines and fastest else [])
+    heights = [len(rows) for rows, _ in panels]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 0.45 * sum(heights) + 2), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})  # fmt: skip
+    for ax, (rows, title) in zip(axes[:, 0], panels, strict=True):
+        names = [r["name"] for r in rows]
+        left = [0.0] * len(rows)
+        for stage, color in (("conditioners", "#999999"), ("sampling", "#1f77b4"), ("decoder", "#ff7f0e")):
+            widths = [r["stages"][stage]["median_s"] for r in rows]
+            ax.barh(names, widths, left=left, color=color, label=STAGE_NAMES[stage])
+            left = [a + b for a, b in zip(left, widths, strict=True)]
+        for y, total in enumerate(left):
+            ax.text(total, y, f" {total:.2f} s", va="center", fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlim(0, max(left) * 1.15)
+        ax.set_title(f"{title}: generation per stage, {results['device']}, batch {results['batch_size']}", fontsize=10)
+        ax.legend(loc="lower right", fontsize=8)
+    axes[-1, 0].set_xlabel("seconds (median)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -11,6 +11,7 @@ import time
 import lightning as L
 import torch
 
+from arc.bench.processes import in_process
 from arc.profiling import peak_rss_mib, rss_mib
 
 
@@ -76,14 +77,9 @@ def _measure_train_step(kind: str, experiment: str, batch_size: int, steps: int,
 
 def bench_train_step(experiment: str, batch_size: int, steps: int, device: str) -> dict:
     """Median time of a pre-training step and of ARC's D and G steps, and each run's peak memory, with the ratios."""
-    ctx = mp.get_context("spawn")
     results = {}
     for kind in ("pretrain", "arc"):
-        queue = ctx.Queue()
-        proc = ctx.Process(target=_measure_train_step, args=(kind, experiment, batch_size, steps, device, queue))
-        proc.start()
-        results[kind] = queue.get()
-        proc.join()
+        results[kind] = in_process(_measure_train_step, kind, experiment, batch_size, steps, device)
     pre, arc = results["pretrain"], results["arc"]
     pre_s = pre["per_role"]["step"]
     arc_s = (arc["per_role"]["D"] + arc["per_role"]["G"]) / 2  # one ARC training step, averaged over D and G
