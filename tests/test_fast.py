@@ -2,6 +2,8 @@
 that measures them (``arc-bench generate``)."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -132,13 +134,17 @@ def test_flop_count_includes_cpu_attention():
     assert flops == 2 * (2 * 1 * 4 * 10 * 7 * 16) + 2 * 3 * 16 * 32
 
 
-@pytest.mark.slow
-def test_bench_generate_smoke(tmp_path, capsys):
-    """`arc-bench generate device=cpu model=tiny`, as a user runs it (one repeat): every run and baseline
-    reported, with stages, FLOPs and the tables; no timing assertions."""
-    from arc.cli.bench import main
+def _arc_bench(*args: str) -> subprocess.CompletedProcess:
+    """``arc-bench`` as a user runs it, in its own process (Hydra configures logging process-wide)."""
+    return subprocess.run([sys.executable, "-m", "arc.cli.bench", *args], capture_output=True, text=True, timeout=900)
 
-    main(["generate", "device=cpu", "model=tiny", "repeats=1", f"hydra.run.dir={tmp_path}"])
+
+@pytest.mark.slow
+def test_bench_generate_smoke(tmp_path):
+    """`arc-bench generate device=cpu model=tiny` (one repeat): every run and baseline reported, with stages,
+    FLOPs and the tables; no timing assertions."""
+    result = _arc_bench("generate", "device=cpu", "model=tiny", "repeats=1", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
     names = [r["name"] for r in results["runs"]]
     # the tiny preset has no VAE: runs differing only in decoder switches are skipped
@@ -149,19 +155,12 @@ def test_bench_generate_smoke(tmp_path, capsys):
     fp32, bf16 = results["runs"][:2]
     assert np.isinf(fp32["snr_audio_db"]) and bf16["snr_audio_db"] > 30
     assert results["runs"][3]["stages"]["dit_step"]["flops"] == 2 * fp32["stages"]["dit_step"]["flops"]  # CFG
-    out = capsys.readouterr().out
-    assert "| run | fast paths |" in out and "% of peak" in out
+    assert "| run | fast paths |" in result.stdout and "% of peak" in result.stdout
     assert (tmp_path / "stages.png").stat().st_size > 0
 
 
 def test_bench_generate_bad_run_key_is_one_line(tmp_path):
-    import subprocess
-    import sys
-
-    result = subprocess.run(
-        [sys.executable, "-m", "arc.cli.bench", "generate", "model=tiny", "+runs.mine.dtype=bf16",
-         f"hydra.run.dir={tmp_path}"], capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    result = _arc_bench("generate", "model=tiny", "+runs.mine.dtype=bf16", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 2
     assert "run 'mine': unknown keys ['dtype']" in result.stderr
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from arc.config import build_model
-from arc.models import DiffusionTransformer, PatchPretransform
+from arc.models import DiffusionTransformer, MdctPretransform, PatchPretransform
 
 
 def _small_dit(**overrides):
@@ -89,6 +89,22 @@ def test_patch_pretransform_scale_divides_latents():
 def test_patch_pretransform_rejects_bad_lengths():
     with pytest.raises(ValueError, match="not a multiple"):
         PatchPretransform(16000, 2, 16).encode(torch.randn(1, 2, 100))
+
+
+def test_mdct_pretransform_is_orthogonal_and_puts_a_harmonic_in_fixed_channels():
+    """Exact inverse and energy kept (an orthogonal transform); a sine's energy stays in the same few channels
+    whatever its phase (raw patches spread it over all of them)."""
+    pt = MdctPretransform(sample_rate=8000, audio_channels=2, patch_size=64, scale=0.5)
+    audio = torch.randn(3, 2, 4096)
+    latents = pt.encode(audio)
+    assert latents.shape == (3, 128, 64)
+    torch.testing.assert_close(pt.decode(latents), audio, atol=1e-5, rtol=0)
+    torch.testing.assert_close((latents * 0.5).pow(2).sum(), audio.pow(2).sum(), rtol=1e-5, atol=0)
+    t = torch.arange(4096) / 8000
+    for phase in (0.0, 1.0, 2.5):
+        sine = torch.sin(2 * torch.pi * 500 * t + phase).expand(1, 2, -1).contiguous()
+        energy = pt.encode(sine).pow(2).sum(-1)[0, :64]  # left channel's 64 coefficients
+        assert energy[:6].sum() / energy.sum() < 0.01 and energy[6:10].sum() / energy.sum() > 0.95  # 500 Hz: bin 8
 
 
 def test_long_prompt_is_truncated_with_a_warning(tiny_model, caplog):

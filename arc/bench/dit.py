@@ -59,12 +59,16 @@ def _build(kind: str) -> tuple[torch.nn.Module, dict]:
     return dit, inputs
 
 
-def _measure(kind: str, device: str, repeats: int, queue: mp.Queue) -> None:
+def measure_dit(kind: str, device: str, repeats: int, dtype: torch.dtype, queue: mp.Queue) -> None:
+    """One model's forward (``kind``: arc or diffusers) with its weights and float inputs in ``dtype``."""
     cuda = device.startswith("cuda")
     torch.manual_seed(0)
     dit, inputs = _build(kind)
-    dit = dit.to(device).eval()
-    inputs = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+    dit = dit.to(device, dtype).eval()
+    inputs = {k: v.to(device, dtype if v.is_floating_point() else v.dtype) if isinstance(v, torch.Tensor) else v
+              for k, v in inputs.items()}  # fmt: skip
+    if kind == "arc":
+        dit.timestep_features.float()  # as arc.fast does
     params = sum(p.numel() for p in dit.parameters())
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     base = rss_mib()
@@ -90,7 +94,7 @@ def bench_dit(device: str, repeats: int, rounds: int = 2) -> list[dict]:
     """Alternate the two models over ``rounds`` (a busy machine then slows both alike); keep each one's best round."""
     best: dict[str, dict] = {}
     for kind in ("arc", "diffusers") * rounds:
-        result = in_process(_measure, kind, device, repeats)
+        result = in_process(measure_dit, kind, device, repeats, torch.float32)
         if kind not in best or result["median_s"] < best[kind]["median_s"]:
             best[kind] = result
     results = [best["arc"], best["diffusers"]]

@@ -27,6 +27,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from arc.bench.dit import measure_dit
 from arc.bench.flops import count_flops, matmul_peak
 from arc.bench.processes import in_process
 from arc.bench.report import markdown, write_report
@@ -153,6 +154,8 @@ def _measure_run(settings: Settings, run: Run, queue: mp.Queue) -> None:
         if run.baseline:  # no end-to-end call warmed it up: one step and one decode (compilation happens here)
             velocity(x, ts[0] * x.new_ones(B))
             model.pretransform.decode(x)
+            if graphs is not None:
+                sampling()  # captures the loop's graph
         times = {}
         times["conditioners"], _ = _timed(lambda: model.condition(prompts, durations), sync, run.repeats)
         times["dit_step"], _ = _timed(lambda: velocity(x, ts[0] * x.new_ones(B)), sync, run.repeats)
@@ -306,6 +309,12 @@ def run_benchmark(settings: Settings) -> dict:
         e2e = stages["end_to_end"]["median_s"]
         print(f"[{run.name}] end to end {e2e:.3f} s, decoder {stages['decoder']['median_s']:.3f} s, "
               f"DiT step {stages['dit_step']['median_s'] * 1e3:.1f} ms", flush=True)  # fmt: skip
+    diffusers_dit = {}
+    if settings.source.model == "sao_small":  # diffusers' StableAudioDiTModel at SAO Small's shape (arc.bench.dit)
+        for dtype in sorted({r.fast.dit_dtype for r in settings.runs}):
+            result = in_process(measure_dit, "diffusers", settings.device, 3, DTYPES[dtype])
+            diffusers_dit[dtype] = result["median_s"]
+            print(f"diffusers StableAudioDiTModel step, {dtype}: {result['median_s'] * 1e3:.1f} ms", flush=True)
     return {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": machine_description(device),
@@ -318,6 +327,7 @@ def run_benchmark(settings: Settings) -> dict:
         f"({shape['sample_size'] / shape['sample_rate']:.2f} s), latents {shape['latent_shape']}",
         "dit_params": shape["params"]["dit"],
         "peak_flops": peaks,
+        "diffusers_dit_step_s": diffusers_dit,
         "runs": rows,
     }
 

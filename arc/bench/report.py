@@ -76,6 +76,12 @@ def markdown(results: dict) -> str:
         cells = [f"{r['stages'][s]['flops'] / 1e9:.4g} ({100 * r['stages'][s]['fraction_of_peak']:.0f} %)"
                  for s in STAGE_NAMES if s != "end_to_end"]  # fmt: skip
         lines.append(f"| {r['name']} | " + " | ".join(cells) + " |")
+    for dtype, seconds in results["diffusers_dit_step_s"].items():
+        eager = [r for r in runs if r["fast_paths"]["dit_dtype"] == dtype and not r["fast_paths"]["compile"]]
+        arc_steps = [r["stages"]["dit_step"]["median_s"] for r in eager if r["cfg_scale"] == 1]
+        versus = f" (arc's eager DiT step in the same dtype: {min(arc_steps) * 1e3:.0f} ms)" if arc_steps else ""
+        lines += ["", f"diffusers' StableAudioDiTModel at the same shape (no QK norm), one step in {dtype}: "
+                  f"{seconds * 1e3:.0f} ms{versus}"]  # fmt: skip
     if fastest is not None:
         lines += ["", f"fastest: {fastest['name']} ({fastest['describe']}), "
                   f"{fastest['stages']['end_to_end']['median_s']:.2f} s end to end"]  # fmt: skip

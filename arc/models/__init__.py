@@ -2,7 +2,7 @@
 
 from arc.models.conditioners import Conditioners, Conditioning, NumberConditioner, T5Conditioner
 from arc.models.dit import DiffusionTransformer
-from arc.models.pretransforms import OobleckPretransform, PatchPretransform, Pretransform
+from arc.models.pretransforms import MdctPretransform, OobleckPretransform, PatchPretransform, Pretransform
 from arc.models.wrapper import AudioDiffusionModel
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "DiffusionTransformer",
     "NumberConditioner",
     "OobleckPretransform",
+    "MdctPretransform",
     "PatchPretransform",
     "Pretransform",
     "T5Conditioner",

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from diffusers import AutoencoderOobleck
 from torch import nn
@@ -69,6 +71,52 @@ class PatchPretransform(Pretransform):
         p = self.downsampling_ratio
         audio = latents.reshape(B, self.audio_channels, p, T).permute(0, 1, 3, 2)
         return audio.reshape(B, self.audio_channels, T * p) * self.scale
+
+
+class MdctPretransform(Pretransform):
+    """A circular MDCT: (B, C, N) -> (B, C * hop, N // hop), an orthogonal lapped transform, so ``decode`` inverts
+    ``encode`` exactly (time-domain aliasing cancels between neighbouring frames, wrapping around at the ends).
+
+    Frame ``j`` windows samples ``j hop .. j hop + 2 hop - 1`` (mod N) with the sine window and keeps ``hop``
+    coefficients ``X[k] = sqrt(2 / hop) sum_n w[n] x[n] cos(pi / hop (n + 1/2 + hop / 2)(k + 1/2))``; coefficient
+    ``k`` of channel ``c`` goes to channel ``c * hop + k``, divided by ``scale``. A harmonic sits in a fixed channel
+    whatever its phase, where raw patches (``PatchPretransform``) scatter it over every channel.
+    """
+
+    def __init__(self, sample_rate: int, audio_channels: int = 2, patch_size: int = 32, scale: float = 1.0):
+        super().__init__()
+        if scale <= 0:
+            raise ValueError(f"scale must be > 0, got {scale}")
+        self.sample_rate, self.scale, self.audio_channels = sample_rate, scale, audio_channels
+        self.latent_channels = audio_channels * patch_size
+        self.downsampling_ratio = hop = patch_size
+        n = torch.arange(2 * hop, dtype=torch.float64)
+        k = torch.arange(hop, dtype=torch.float64)
+        window = torch.sin(math.pi * (n + 0.5) / (2 * hop))
+        basis = torch.cos(math.pi / hop * (n[:, None] + 0.5 + hop / 2) * (k[None] + 0.5))  # (2 hop, hop)
+        self.register_buffer("analysis", (math.sqrt(2 / hop) * window[:, None] * basis).float(), persistent=False)
+
+    def _frame_indices(self, length: int, device: torch.device) -> torch.Tensor:
+        hop = self.downsampling_ratio
+        starts = torch.arange(0, length, hop, device=device)
+        return (starts[:, None] + torch.arange(2 * hop, device=device)[None]) % length  # (frames, 2 hop)
+
+    def encode(self, audio: torch.Tensor) -> torch.Tensor:
+        self.check_audio(audio)
+        B, C, N = audio.shape
+        frames = audio[..., self._frame_indices(N, audio.device)]  # (B, C, T, 2 hop)
+        coefficients = frames @ self.analysis.to(audio.dtype)  # (B, C, T, hop)
+        return coefficients.transpose(2, 3).reshape(B, C * self.downsampling_ratio, -1) / self.scale
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        self.check_latents(latents)
+        B, _, T = latents.shape
+        hop = self.downsampling_ratio
+        coefficients = latents.reshape(B, self.audio_channels, hop, T).transpose(2, 3) * self.scale  # (B, C, T, hop)
+        frames = coefficients @ self.analysis.to(latents.dtype).T  # (B, C, T, 2 hop), time-aliased
+        audio = latents.new_zeros(B, self.audio_channels, T * hop)
+        index = self._frame_indices(T * hop, latents.device).flatten()
+        return audio.index_add_(-1, index, frames.flatten(-2))
 
 
 def oobleck_vae(
