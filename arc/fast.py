@@ -68,7 +68,7 @@ class FastPaths:
         return ", ".join(parts)
 
 
-# `--fast` / `fast=on`: the paths that pay off at once on a CPU or a GPU (compilation and CUDA graphs cost a first
+# `arc-sample --fast`: the paths that pay off at once on a CPU or a GPU (compilation and CUDA graphs cost a first
 # call of a minute or more on a CPU, so they stay opt-in)
 FAST = FastPaths(dit_dtype="bf16", decoder="fast", fused_snake=True, decoder_dtype="bf16")
 
