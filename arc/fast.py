@@ -60,6 +60,10 @@ class FastPaths:
         """These paths with the decoder switches off: for a model without an Oobleck VAE (the tiny patching)."""
         return replace(self, decoder="diffusers", fused_snake=False, decoder_dtype="fp32")
 
+    def applicable(self, model: AudioDiffusionModel) -> FastPaths:
+        """These paths, without the decoder switches for a model that has no Oobleck VAE to speed up."""
+        return self if isinstance(model.pretransform, OobleckPretransform) else self.without_decoder()
+
     def describe(self) -> str:
         parts = [f"{self.dit_dtype} DiT"]
         if self.decoder == "fast":

@@ -27,7 +27,6 @@ from arc.data.audio import AudioTextDataset
 from arc.errors import InvalidInputError, MissingFileError
 from arc.fast import DECODERS, DTYPES, FAST, FastPaths, SamplingGraphs, accelerate, check_graph_sampler
 from arc.generate import generate, load_generator
-from arc.models.pretransforms import OobleckPretransform
 from arc.models.wrapper import AudioDiffusionModel
 from arc.sampling import SAMPLERS, SCHEDULES, sampling_defaults
 
@@ -120,8 +119,8 @@ def sample_with(args: argparse.Namespace) -> list[dict]:
     prompts = read_prompts(args)
     fast = fast_paths(args)
     model = load_generator(args.preset, args.checkpoint, args.model, use_ema=not args.no_ema)
-    if args.fast and not isinstance(model.pretransform, OobleckPretransform):
-        fast = fast.without_decoder()  # --fast on a model without a VAE (the tiny patching)
+    if args.fast:
+        fast = fast.applicable(model)  # --fast on a model without a VAE (the tiny patching)
     model = accelerate(model, fast, args.device)
     defaults = sampling_defaults(model.diffusion_objective)
     sampler = defaults.sampler if args.sampler is None else args.sampler

@@ -47,7 +47,6 @@ from arc.metrics.audio import SilentAudioError
 from arc.metrics.references import load_fd_reference, load_passt_reference
 from arc.metrics.sets import Arrays, Clip
 from arc.metrics.weights import metrics_cache_dir
-from arc.models.pretransforms import OobleckPretransform
 from arc.models.wrapper import AudioDiffusionModel
 from arc.sampling import SAMPLERS, sampling_defaults
 from arc.training.callbacks import probe_prompts
@@ -210,8 +209,7 @@ def generate_system(
         model = load_generator(checkpoint=system.checkpoint, release=system.model, use_ema=system.use_ema).eval()
         length = model.max_seconds if seconds is None else seconds
         model.check_seconds([length])
-        if not isinstance(model.pretransform, OobleckPretransform):
-            fast = fast.without_decoder()  # the tiny patching has no decoder to speed up
+        fast = fast.applicable(model)  # the tiny patching has no decoder to speed up
         if fast.cuda_graphs:
             check_graph_sampler(system.sampler or sampling_defaults(model.diffusion_objective).sampler)
         module = GenerationModule(model, todo, system, length, fast)
