@@ -221,8 +221,9 @@ def test_arc_eval_probes_generate_from_a_checkpoint_and_resume(pretrained, tmp_p
     results = run(compose_config("eval", overrides))
     assert list(results["systems"]) == ["fast", "base"]
     for system in results["systems"].values():
-        assert {"acc_mean", "acc_all", "fd", "diversity"} <= set(system["metrics"])
+        assert {"acc_mean", "acc_all", "fd", "diversity", "clip_rate"} <= set(system["metrics"])
         assert 0 <= system["metrics"]["acc_mean"] <= 1 and system["files"]["evaluated"] == 4
+        assert system["generation"]["clips"] == 4 and system["generation"]["seconds_per_clip"] > 0
     audio = tmp_path / "fast" / "audio"
     assert sorted(p.relative_to(audio).as_posix() for p in audio.rglob("*.wav")) == [
         "rendering1/tones000.wav", "rendering1/tones001.wav", "tones000.wav", "tones001.wav"
@@ -242,6 +243,8 @@ def test_arc_eval_probes_generate_from_a_checkpoint_and_resume(pretrained, tmp_p
     assert (audio / "tones000.wav").stat().st_mtime_ns == kept
     for name, system in again["systems"].items():
         assert system["metrics"] == pytest.approx(results["systems"][name]["metrics"], rel=1e-3)
+    assert again["systems"]["fast"]["generation"]["clips"] == 1  # the timing of what this run generated
+    assert again["systems"]["base"]["generation"] == results["systems"]["base"]["generation"]  # kept on disk
 
 
 def _arc_eval(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

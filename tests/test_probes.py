@@ -152,3 +152,17 @@ def test_probe_report_keys(real_tones):
     assert set(repeated) == accuracy_keys | {"diversity"}
     assert repeated["diversity"] == pytest.approx(0.0, abs=1e-9)
     assert all(np.isfinite(value) for value in report.values())
+
+
+def test_clipping_is_full_scale_in_the_written_wav(real_tones, tmp_path):
+    import torch
+
+    from arc.audio_io import read_clip, write_wav
+    from arc.metrics.probes import is_clipped
+
+    audios, _ = real_tones
+    loud = 1.5 * audios[0] / np.abs(audios[0]).max()  # a generated peak past full scale, cut by the WAV writer
+    for audio, clipped in ((audios[0], False), (loud, True), (0.999 * loud / 1.5, False)):
+        write_wav(tmp_path / "clip.wav", torch.from_numpy(audio), SAMPLE_RATE)
+        assert is_clipped(read_clip(tmp_path / "clip.wav")[0]) is clipped
+    assert not any(is_clipped(a) for a in audios)  # every rendering peaks at <= 0.9

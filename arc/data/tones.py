@@ -2,9 +2,12 @@
 
 Each item is a stereo clip described by four attributes -- waveform, pitch, envelope, pan -- and captioned
 ``"a {pitch} {waveform} tone, {envelope}, panned {pan}"``. Inside each class the rendering is jittered
-(frequency, phase, amplitude, pulse rate and depth, fade depth, pan position) so one caption has many valid
-renderings. Item ``i`` of a set with seed ``s`` is drawn from ``np.random.default_rng((s, i))`` only, so it is
-identical on every call and every machine.
+(amplitude, pulse rate and depth, fade depth, pan position, the noise's band and draw) so one caption has many
+valid renderings. A periodic tone is one note per pitch class (the band's geometric centre), started at phase 0,
+and a pulse starts at full level: with a continuum of fundamentals and phases per caption the 2-core tones model
+never learnt to generate a periodic signal (waveform accuracy at chance; experiments/2026-12-02-tones-waveform.md).
+Item ``i`` of a set with seed ``s`` is drawn from ``np.random.default_rng((s, i))`` only, so it is identical on
+every call and every machine.
 
 Pitch means the fundamental for the periodic waveforms and the colour (pass band) for noise: noise has to be
 broadband for its loudness to look steady over a 50 ms frame, so it cannot sit in a 100-180 Hz band.
@@ -28,12 +31,14 @@ ENVELOPES = ("steady", "pulsing", "fading")
 PANS = ("left", "centre", "right")
 
 MIN_SAMPLE_RATE = 8000
-# Fundamental bands of the periodic waveforms, drawn log-uniformly; the gaps between bands keep classes apart.
+# Pitch classes of the periodic waveforms: the probe's bands (the gaps keep classes apart) and the one note each
+# class renders, the band's geometric centre (134, 335, 775 Hz).
 PITCH_BANDS_HZ = {"low": (100.0, 180.0), "mid": (250.0, 450.0), "high": (600.0, 1000.0)}
+PITCH_NOTES_HZ = {name: float(np.sqrt(low * high)) for name, (low, high) in PITCH_BANDS_HZ.items()}
 # Pass bands of the noise waveform, each scaled by one factor drawn from NOISE_BAND_JITTER.
 NOISE_BANDS_HZ = {"low": (60.0, 600.0), "mid": (500.0, 1800.0), "high": (1600.0, 3500.0)}
 NOISE_BAND_JITTER = (0.9, 1.1)
-PULSE_RATE_HZ = (3.0, 6.0)
+PULSE_RATE_HZ = (3.8, 4.2)
 PULSE_DEPTH = (0.7, 1.0)
 FADE_FINAL_LEVEL = (0.02, 0.15)
 # Pan position p in [-1, 1] (constant-power law), drawn uniformly inside the class.
@@ -81,10 +86,10 @@ class ToneAttributes:
         return cls(waveform=waveform, pitch=pitch, envelope=envelope, pan=pan)
 
 
-def _periodic(waveform: str, f0: float, phase: float, t: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Band-limited additive synthesis: sine ``sin(w t + phi)``; square ``sum_{odd n} sin(n (w t + phi)) / n``;
-    sawtooth ``sum_n (-1)^(n+1) sin(n (w t + phi)) / n``; partials above ``max_partial_hz`` are left out."""
-    angle = 2 * np.pi * f0 * t + phase
+def _periodic(waveform: str, f0: float, t: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Band-limited additive synthesis: sine ``sin(w t)``; square ``sum_{odd n} sin(n w t) / n``;
+    sawtooth ``sum_n (-1)^(n+1) sin(n w t) / n``; partials above ``max_partial_hz`` are left out."""
+    angle = 2 * np.pi * f0 * t
     if waveform == "sine":
         return np.sin(angle)
     num_partials = int(max_partial_hz(sample_rate) // f0)
@@ -108,12 +113,12 @@ def _band_noise(band_hz: tuple[float, float], rng: np.random.Generator, sample_r
 
 
 def _envelope(envelope: str, rng: np.random.Generator, t: np.ndarray) -> np.ndarray:
-    """Steady ``1``; pulsing ``1 - d (1 - cos(2 pi r t + phi)) / 2``; fading ``a^(t / T)`` (``a`` = final level)."""
+    """Steady ``1``; pulsing ``1 - d (1 - cos(2 pi r t)) / 2``; fading ``a^(t / T)`` (``a`` = final level)."""
     if envelope == "steady":
         return np.ones_like(t)
     if envelope == "pulsing":
-        rate, depth, phase = rng.uniform(*PULSE_RATE_HZ), rng.uniform(*PULSE_DEPTH), rng.uniform(0, 2 * np.pi)
-        return 1 - depth * (1 - np.cos(2 * np.pi * rate * t + phase)) / 2
+        rate, depth = rng.uniform(*PULSE_RATE_HZ), rng.uniform(*PULSE_DEPTH)
+        return 1 - depth * (1 - np.cos(2 * np.pi * rate * t)) / 2
     final_level = rng.uniform(*FADE_FINAL_LEVEL)
     return final_level ** (t / t[-1])  # t[-1] > 0: num_samples >= 2
 
@@ -137,9 +142,7 @@ def render_tone(attrs: ToneAttributes, rng: np.random.Generator, sample_rate: in
         low, high = NOISE_BANDS_HZ[attrs.pitch]
         source = _band_noise((low * scale, high * scale), rng, sample_rate, num_samples)
     else:
-        low, high = PITCH_BANDS_HZ[attrs.pitch]
-        f0 = float(np.exp(rng.uniform(np.log(low), np.log(high))))
-        source = _periodic(attrs.waveform, f0, rng.uniform(0, 2 * np.pi), t, sample_rate)
+        source = _periodic(attrs.waveform, PITCH_NOTES_HZ[attrs.pitch], t, sample_rate)
     shaped = _envelope(attrs.envelope, rng, t) * source
     mono = rng.uniform(*PEAK_AMPLITUDE) * shaped / max(np.abs(shaped).max(), 1e-12)
     theta = (rng.uniform(*PAN_POSITIONS[attrs.pan]) + 1) * np.pi / 4

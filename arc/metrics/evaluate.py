@@ -25,6 +25,7 @@ import hashlib
 import io
 import json
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -193,9 +194,10 @@ class GenerationModule(L.LightningModule):
 def generate_system(
     system: System, prompts: Sequence[Prompt], renderings: int, seed: int, seconds: float | None, out: Path,
     make_trainer: TrainerFactory, batch_size: int, fast: FastPaths,
-) -> Path:  # fmt: skip
+) -> tuple[Path, dict | None]:  # fmt: skip
     """Generate the missing renderings of ``system`` into ``out/<name>/audio`` with the ``fast`` paths; return that
-    directory."""
+    directory and, when files were generated, their timing: ``{clips, seconds, seconds_per_clip, batch_size,
+    device}`` (wall time of the generation loop across all processes, model loading excluded)."""
     root = out / system.name / "audio"
     jobs = [
         GenerationJob(p.caption, render_seed(seed, i, k, renderings), rendering_path(root, p.id, k))
@@ -213,8 +215,12 @@ def generate_system(
         if fast.cuda_graphs:
             check_graph_sampler(system.sampler or sampling_defaults(model.diffusion_objective).sampler)
         module = GenerationModule(model, todo, system, length, fast)
+        start = time.perf_counter()
         _predict(make_trainer(None), module, len(todo), batch_size)
-    return root
+        seconds = time.perf_counter() - start
+        return root, {"clips": len(todo), "seconds": seconds, "seconds_per_clip": seconds / len(todo),
+                      "batch_size": batch_size, "device": str(module.device)}  # fmt: skip
+    return root, None
 
 
 def settings_key(settings: dict) -> str:
@@ -414,16 +420,22 @@ def evaluate(
                "reference": described, "fast_paths": asdict(fast), "systems": {}}  # fmt: skip
     per_item = {}
     for system in systems:
-        audio_dir = Path(system.audio) if system.audio is not None else generate_system(
+        audio_dir, timing = (Path(system.audio), None) if system.audio is not None else generate_system(
             system, prompts, cfg.renderings, cfg.seed, cfg.seconds, out, make_trainer, cfg.batch_size, fast
         )  # fmt: skip
         clips, report = system_clips(audio_dir, prompts, cfg.renderings, metrics, out, make_trainer)
         if not is_global_zero():
             continue
+        timing_path = out / system.name / "generation.json"  # kept, so a resumed evaluation still reports it
+        if timing is not None:
+            text = json.dumps(timing).encode()
+            atomic_write(timing_path, lambda f, text=text: f.write(text))
         values, items = metrics.score(clips, reference)
         source = {k: v for k, v in system.__dict__.items() if v is not None and k != "name"}
         results["systems"][system.name] = {"source": source, "audio": str(audio_dir), "metrics": values,
                                            "files": report.__dict__}  # fmt: skip
+        if system.audio is None and timing_path.is_file():
+            results["systems"][system.name]["generation"] = json.loads(timing_path.read_text())
         per_item[system.name] = {k: v.tolist() for k, v in items.items()}
     if not is_global_zero():
         return None

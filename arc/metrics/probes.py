@@ -44,6 +44,8 @@ FADING_MAX_CLIMB = 2.0
 # Relative std of the frame RMS: a pulse (depth >= 0.7) gives >= ~0.3, broadband noise ~0.1, a steady tone ~0.
 PULSING_MIN_RELATIVE_STD = 0.2
 PAN_THRESHOLD = (PAN_POSITIONS["centre"][1] + PAN_POSITIONS["right"][0]) / 2
+# a 16-bit WAV's largest sample read back as float (soundfile: 32767 / 32768): a clip there was cut at full scale
+CLIPPED_PEAK = 32767 / 32768
 EMBEDDING_FRAME_SECONDS = 0.064
 EMBEDDING_BANDS = 24
 EMBEDDING_SEGMENTS = 6
@@ -128,6 +130,12 @@ def _classify_envelope(x: np.ndarray, sample_rate: int) -> str:
     if end / start < FADING_MAX_QUARTER_RATIO and climb < FADING_MAX_CLIMB:
         return "fading"
     return "pulsing" if rms.std() / rms.mean() > PULSING_MIN_RELATIVE_STD else "steady"
+
+
+def is_clipped(audio: np.ndarray) -> bool:
+    """Whether a clip reaches full scale, ``max |x| >= CLIPPED_PEAK``: a WAV file's samples are clipped to [-1, 1],
+    so a generated peak beyond full scale was cut off (every tones rendering peaks at <= 0.9)."""
+    return bool(np.abs(audio).max() >= CLIPPED_PEAK)
 
 
 def _pan_position(x: np.ndarray) -> float:

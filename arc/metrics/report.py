@@ -15,7 +15,17 @@ from arc.files import atomic_write
 # metric set -> (columns in table order, adherence metric, per-item adherence, diversity metric)
 COLUMNS = {
     "audio": ("fd_openl3", "kl_passt", "clap_score", "ccds", "recall_passt", "coverage_passt"),
-    "probes": ("acc_waveform", "acc_pitch", "acc_envelope", "acc_pan", "acc_mean", "acc_all", "fd", "diversity"),
+    "probes": (
+        "acc_waveform",
+        "acc_pitch",
+        "acc_envelope",
+        "acc_pan",
+        "acc_mean",
+        "acc_all",
+        "fd",
+        "diversity",
+        "clip_rate",
+    ),
 }
 ADHERENCE = {"audio": ("clap_score", "clap", "ccds"), "probes": ("acc_mean", "acc_mean", "diversity")}
 # what a random guess scores on each probe accuracy (4 waveforms, 3 classes of the others)
@@ -31,16 +41,17 @@ def _write_text(path: Path, text: str) -> Path:
 def markdown_table(results: dict) -> str:
     """One row per system: its source, the set's metrics (blank where not computed) and its file counts."""
     columns = COLUMNS[results["metrics"]]
-    header = ["system", "source", *columns, "files", "missing", "unreadable"]
+    header = ["system", "source", *columns, "s/clip", "files", "missing", "unreadable"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, system in results["systems"].items():
         source = ", ".join(f"{k}={v}" for k, v in system["source"].items() if k not in ("audio", "use_ema"))
         values = [f"{system['metrics'][c]:.4g}" if c in system["metrics"] else "" for c in columns]
         files = system["files"]
         counts = [str(files["evaluated"]), str(len(files["missing"])), str(len(files["unreadable"]))]
-        lines.append("| " + " | ".join([name, source or system["audio"], *values, *counts]) + " |")
+        speed = f"{system['generation']['seconds_per_clip']:.3g}" if "generation" in system else ""
+        lines.append("| " + " | ".join([name, source or system["audio"], *values, speed, *counts]) + " |")
     if results["metrics"] == "probes":
-        chance = ["chance", "", *(f"{CHANCE[c]:.3f}" if c in CHANCE else "" for c in columns), "", "", ""]
+        chance = ["chance", "", *(f"{CHANCE[c]:.3f}" if c in CHANCE else "" for c in columns), "", "", "", ""]
         lines.append("| " + " | ".join(chance) + " |")
     return "\n".join(lines)
 
@@ -64,7 +75,8 @@ def write_results(results: dict, out: Path) -> list[Path]:
             "missing": len(files["missing"]),
             "unreadable": len(files["unreadable"]),
         }
-        rows.append({"system": name, **{c: system["metrics"].get(c, "") for c in columns}, **counts})
+        speed = {"seconds_per_clip": system["generation"]["seconds_per_clip"] if "generation" in system else ""}
+        rows.append({"system": name, **{c: system["metrics"].get(c, "") for c in columns}, **speed, **counts})
     items = [
         {"system": name, **{k: column[i] for k, column in values.items()}}
         for name, values in results["per_item"].items()
@@ -74,7 +86,9 @@ def write_results(results: dict, out: Path) -> list[Path]:
     item_fields = ["system", "id", "rendering", *extra]
     written = [
         _write_text(out / "results.json", json.dumps(results, indent=1) + "\n"),
-        _write_text(out / "results.csv", _csv(rows, ["system", *columns, "files", "missing", "unreadable"])),
+        _write_text(
+            out / "results.csv", _csv(rows, ["system", *columns, "seconds_per_clip", "files", "missing", "unreadable"])
+        ),
         _write_text(out / "results.md", markdown_table(results) + "\n"),
         _write_text(out / "items.csv", _csv(items, item_fields)),
     ]

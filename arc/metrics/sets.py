@@ -193,8 +193,9 @@ class AudioMetrics(nn.Module):
 
 class ProbeMetrics(nn.Module):
     """The tones probes (``arc.metrics.probes``) on tones captions: attribute accuracy per attribute (plus
-    ``acc_mean`` and ``acc_all``), the probe FD of the spectral embedding against the reference, and diversity
-    (``ccds`` on that embedding). Signal analysis only: no weights."""
+    ``acc_mean`` and ``acc_all``), the probe FD of the spectral embedding against the reference, diversity
+    (``ccds`` on that embedding) and ``clip_rate``, the share of clips at full scale (``probes.is_clipped``).
+    Signal analysis only: no weights."""
 
     name = "probes"
 
@@ -207,6 +208,7 @@ class ProbeMetrics(nn.Module):
         return {
             "spectral": probes.spectral_embedding(stereo, sample_rate),
             "attributes": np.array([getattr(measured, name) for name in probes.ATTRIBUTES]),
+            "clipped": np.array(probes.is_clipped(audio)),
         }
 
     def summarize_reference(self, clips: Sequence[Clip]) -> Arrays:
@@ -225,4 +227,6 @@ class ProbeMetrics(nn.Module):
         groups = _by_prompt(clips, "spectral")
         if groups:
             metrics["diversity"] = ccds(groups)
-        return metrics, _items(clips) | {"acc_mean": hits.mean(axis=1)}
+        clipped = np.array([bool(c.features["clipped"]) for c in clips])
+        metrics["clip_rate"] = float(clipped.mean())
+        return metrics, _items(clips) | {"acc_mean": hits.mean(axis=1), "clipped": clipped}
