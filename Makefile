@@ -6,7 +6,7 @@ TORCH_VERSION ?= 2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.arc-installed-$(TORCH_VERSION)
 
-.PHONY: install test demo lint format bench
+.PHONY: install test demo lint format bench study
 
 $(STAMP): pyproject.toml .ci/constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,13 +45,19 @@ demo: $(STAMP)
 	$(PY) $(DEMO)/export/runner.py $(DEMO)/export --prompt "a low sine tone, steady, panned left" \
 		--out $(DEMO)/export/sample.wav
 
+# The tones study (experiments/tones/README.md): base model, ARC and two ablations over 3 training seeds, arc-eval
+# probes per replicate, intervals, plots and the paper's claims checked (about 1.5 hours on a 2-core CPU).
+STUDY ?= outputs/tones_study
+study: $(STAMP)
+	bash experiments/tones/run.sh $(STUDY)
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check arc tests scripts eval export
-	$(VENV)/bin/ruff format --check arc tests scripts eval export
+	$(VENV)/bin/ruff check arc tests scripts eval export experiments
+	$(VENV)/bin/ruff format --check arc tests scripts eval export experiments
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format arc tests scripts eval export
-	$(VENV)/bin/ruff check --fix arc tests scripts eval export
+	$(VENV)/bin/ruff format arc tests scripts eval export experiments
+	$(VENV)/bin/ruff check --fix arc tests scripts eval export experiments
 
 bench: $(STAMP)
 	$(VENV)/bin/arc-bench generate

@@ -5,7 +5,8 @@
 #      each with training seeds 0, 1, 2;
 #   3. one arc-eval run (probe metric set) per replicate r = 0, 1, 2: every system on the same prompts and sampling
 #      seeds (arc-eval seed=r, 24 captions x 4 renderings); the ARC systems from training seed r;
-#   4. arc-replicates: mean and 95 % interval over the replicates per system, table and plots.
+#   4. arc-replicates: mean and 95 % interval over the replicates per system, table and plots; claims.py: the
+#      paper's claims checked against those intervals.
 # usage: bash experiments/tones/run.sh [OUT]   (default outputs/tones_study). Rerunning into OUT resumes: finished
 # trainings (OUT/train/<run>/.done) and generated clips are kept, an unfinished training starts over.
 set -euo pipefail
@@ -63,4 +64,5 @@ for r in "${SEEDS[@]}"; do
 done
 
 "$BIN/arc-replicates" "${results[@]}" --out "$OUT/summary"
+"$BIN/python" experiments/tones/claims.py "$OUT/summary/summary.json" | tee "$OUT/summary/claims.md"
 log "study done: $SECONDS s"
