@@ -35,8 +35,8 @@ demo: $(STAMP)
 	$(VENV)/bin/arc-train experiment=tones_arc pretrained=$(DEMO)/pretrain/checkpoints/last.ckpt \
 		callbacks.pingpong1=null callbacks.pingpong2=null callbacks.pingpong4=null hydra.run.dir=$(DEMO)/arc $(DEMO_ARGS)
 	$(VENV)/bin/arc-eval metrics=probes hydra.run.dir=$(DEMO)/eval \
-		+systems.base-euler50-cfg3.checkpoint=$(DEMO)/pretrain/checkpoints/last.ckpt +systems.base-euler50-cfg3.sampler=euler \
-		+systems.base-euler50-cfg3.steps=50 +systems.base-euler50-cfg3.cfg_scale=3 \
+		+systems.base-euler50-cfg1p5.checkpoint=$(DEMO)/pretrain/checkpoints/last.ckpt \
+		+systems.base-euler50-cfg1p5.sampler=euler +systems.base-euler50-cfg1p5.steps=50 +systems.base-euler50-cfg1p5.cfg_scale=1.5 \
 		+systems.base-pingpong8.checkpoint=$(DEMO)/pretrain/checkpoints/last.ckpt +systems.base-pingpong8.sampler=pingpong \
 		+systems.base-pingpong8.steps=8 +systems.base-pingpong8.cfg_scale=1 \
 		+systems.arc-pingpong8.checkpoint=$(DEMO)/arc/checkpoints/last.ckpt

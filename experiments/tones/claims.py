@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-BASE, ARC = "base-euler50-cfg3", "arc-pingpong8"
+BASE, ARC = "base-euler50-cfg1p5", "arc-pingpong8"
 STEPS = ("arc-pingpong1", "arc-pingpong2", "arc-pingpong4", ARC)
 # metric -> +1 when higher is better, -1 when lower is better
 BETTER = {"acc_mean": +1, "fd": -1, "diversity": +1}

@@ -50,8 +50,8 @@ for r in "${SEEDS[@]}"; do
   start=$SECONDS
   # shellcheck disable=SC2046  # each system's overrides are separate words
   "$BIN/arc-eval" metrics=probes seed="$r" prompts=$PROMPTS renderings=$RENDERINGS hydra.run.dir="$OUT/eval/rep$r" \
-    $(system base-euler50-cfg3 "$BASE" euler 50 3) \
-    $(system base-euler8-cfg3 "$BASE" euler 8 3) \
+    $(system base-euler50-cfg1p5 "$BASE" euler 50 1.5) \
+    $(system base-euler8-cfg1p5 "$BASE" euler 8 1.5) \
     $(system base-pingpong8 "$BASE" pingpong 8 1) \
     $(system arc-pingpong1 "$(ckpt arc)" pingpong 1 1) \
     $(system arc-pingpong2 "$(ckpt arc)" pingpong 2 1) \
