@@ -35,7 +35,9 @@ def test_items_match_golden_values():
         "a high sawtooth tone, fading, panned right",
     ]
     np.testing.assert_allclose(
-        dataset[3]["audio"][:, 1:4].numpy(), [[0.017079, 0.028830, 0.051270], [0.061423, 0.103686, 0.184390]], atol=1e-5
+        dataset[3]["audio"][:, 1:4].numpy(),
+        [[0.017079, 0.028830, 0.051270], [0.061423, 0.103686, 0.184390]],
+        atol=1e-5,
     )  # since issue 12 a periodic tone starts at phase 0 (sample 0 is 0) on its pitch class's one note
 
 
