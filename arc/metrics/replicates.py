@@ -6,6 +6,7 @@ number of sampling steps)."""
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -98,7 +99,7 @@ def markdown_table(kind: str, summary: dict[str, dict[str, Interval]]) -> str:
 
 def _step_series(runs: dict[str, list[dict]]) -> dict[str, list[tuple[int, str]]]:
     """Systems that differ only in their number of steps (same sampler, CFG scale and source model name), as
-    ``{label: [(steps, system)]}`` sorted by steps; the label is the first system's name without trailing digits."""
+    ``{label: [(steps, system)]}`` sorted by steps; the label is the first system's name without its steps."""
     groups = defaultdict(list)
     for name, values in runs.items():
         source = values[0]["_source"]
@@ -107,7 +108,9 @@ def _step_series(runs: dict[str, list[dict]]) -> dict[str, list[tuple[int, str]]
         model = source.get("checkpoint") or source.get("model") or source.get("audio")
         key = (Path(str(model)).parent.parent.name, source.get("sampler"), source.get("cfg_scale"))
         groups[key].append((int(source["steps"]), name))
-    return {sorted(g)[0][1].rstrip("0123456789"): sorted(g) for g in groups.values()}
+    return {
+        re.sub(rf"{steps}(?!\d)", "", name, count=1): sorted(g) for g in groups.values() for steps, name in [min(g)]
+    }
 
 
 def plot_adherence_diversity(kind: str, summary: dict[str, dict[str, Interval]], path: Path) -> Path:
