@@ -134,7 +134,7 @@ def _classify_envelope(x: np.ndarray, sample_rate: int) -> str:
 
 def is_clipped(audio: np.ndarray) -> bool:
     """Whether a clip reaches full scale, ``max |x| >= CLIPPED_PEAK``: a WAV file's samples are clipped to [-1, 1],
-    so a generated peak beyond full scale was cut off (every tones rendering peaks at <= 0.9)."""
+    so a generated peak beyond full scale was cut off (every tones rendering peaks at <= 0.45)."""
     return bool(np.abs(audio).max() >= CLIPPED_PEAK)
 
 
