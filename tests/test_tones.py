@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from arc.data.tones import ENVELOPES, PANS, PEAK_AMPLITUDE, PITCHES, WAVEFORMS, ToneAttributes, TonesDataset, render_tone
+from arc.data.tones import (
+    ENVELOPES,
+    PANS,
+    PEAK_AMPLITUDE,
+    PITCHES,
+    WAVEFORMS,
+    ToneAttributes,
+    TonesDataset,
+    render_tone,
+)
 
 SAMPLE_RATE = 16000
 NUM_SAMPLES = 16000
