@@ -200,6 +200,7 @@ _DIT_KEYS = {
     "project_cond_tokens",
     "project_global_cond",
     "transformer_type",
+    "global_cond_type",
     "attn_kwargs",
 }
 
@@ -223,6 +224,7 @@ def dit_from_sat_config(config: Mapping) -> DiffusionTransformer:
         project_cond_tokens=config.get("project_cond_tokens", True),
         project_global_cond=config.get("project_global_cond", True),
         qk_norm=qk_norm == "ln",
+        global_cond_type=config.get("global_cond_type", "prepend"),
     )
 
 

@@ -135,6 +135,8 @@ def sat_dit_shapes(cfg: dict) -> dict[str, tuple[int, ...]]:
                 for n in ("q_norm", "k_norm"):
                     shapes[f"{p}{attn}.{n}.weight"] = (head,)
                     shapes[f"{p}{attn}.{n}.bias"] = (head,)
+        if c.get("global_cond_type") == "adaLN":  # stable-audio-tools' blocks get global_cond_dim = embed_dim
+            shapes[p + "to_scale_shift_gate.1.weight"] = (6 * d, d)
         shapes[p + "ff.ff.0.proj.weight"] = (8 * d, d)
         shapes[p + "ff.ff.0.proj.bias"] = (8 * d,)
         shapes[p + "ff.ff.2.weight"] = (d, 4 * d)

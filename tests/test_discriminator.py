@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from arc.models import DiffusionTransformer
 from arc.models.discriminator import ConvNeXtHead, Discriminator
 
 
@@ -32,3 +33,15 @@ def test_inconsistent_discriminator_config_fails_at_construction(tiny_model):
         Discriminator(tiny_model.conditioners, tiny_model.dit, ConvNeXtHead(128, 16), exit_layer=4)
     with pytest.raises(ValueError, match="in_channels=64 must equal the trunk width 128"):
         Discriminator(tiny_model.conditioners, tiny_model.dit, ConvNeXtHead(64, 16), exit_layer=1)
+
+
+def test_patch_mask_counts_the_global_token_only_where_it_is_prepended(tiny_model):
+    frames = torch.tensor([[True] * 6 + [False] * 2])  # 8 latent frames, the last 2 padding
+    masks = {}
+    for kind in ("prepend", "adaLN"):
+        trunk = DiffusionTransformer(io_channels=8, embed_dim=64, depth=2, num_heads=2, cond_token_dim=64,
+                                     global_cond_dim=64, global_cond_type=kind)  # fmt: skip
+        disc = Discriminator(tiny_model.conditioners, trunk, ConvNeXtHead(64, 16), exit_layer=1)
+        masks[kind] = disc.patch_mask(frames, num_patches=frames.shape[1] + (kind == "prepend"))[0, 0].tolist()
+    assert masks["prepend"] == [True] * 7 + [False] * 2
+    assert masks["adaLN"] == [True] * 6 + [False] * 2

@@ -5,6 +5,7 @@ import torch
 
 from arc.config import build_model
 from arc.models import DiffusionTransformer, MdctPretransform, PatchPretransform
+from arc.models.transformer import rotary_frequencies
 
 
 def _small_dit(**overrides):
@@ -65,6 +66,51 @@ def test_qk_norm_changes_the_function():
     b.load_state_dict({k: v for k, v in a.state_dict().items() if "q_norm" not in k and "k_norm" not in k})
     x, t, c, g = _inputs()
     assert not torch.allclose(a(x, t, c, g), b(x, t, c, g))
+
+
+def test_adaln_blocks_modulate_and_gate_each_branch():
+    """An adaLN DiT runs T tokens (no prepended token); each block is stable-audio-tools' adaLN block."""
+    torch.manual_seed(2)
+    dit = _small_dit(global_cond_type="adaLN")
+    x, t, c, g = _inputs()
+    assert dit(x, t, c, g).shape == x.shape
+    assert dit(x, t, c, g, exit_layer=1).shape == (2, 10, 64)
+
+    block, h, context = dit.layers[0], torch.randn(2, 10, 64), torch.randn(2, 5, 64)
+    rotary, global_embed = rotary_frequencies(10, dit.rotary_dim), torch.randn(2, 64)
+    scale_s, shift_s, gate_s, scale_f, shift_f, gate_f = block.to_scale_shift_gate(global_embed)[:, None].chunk(6, -1)
+    expected = h + torch.sigmoid(1 - gate_s) * block.self_attn(
+        block.pre_norm(h) * (1 + scale_s) + shift_s, rotary=rotary
+    )
+    expected = expected + block.cross_attn(block.cross_attend_norm(expected), context=context)
+    expected = expected + torch.sigmoid(1 - gate_f) * block.ff(block.ff_norm(expected) * (1 + scale_f) + shift_f)
+    torch.testing.assert_close(block(h, context, rotary, global_embed), expected)
+    with pytest.raises(ValueError, match="global_cond must be given"):
+        block(h, context, rotary)
+
+
+def test_adaln_modulation_starts_at_zero():
+    dit = DiffusionTransformer(io_channels=8, embed_dim=64, depth=2, num_heads=2, cond_token_dim=16,
+                               global_cond_dim=16, global_cond_type="adaLN")  # fmt: skip
+    assert all(not block.to_scale_shift_gate[1].weight.any() for block in dit.layers)
+
+
+def test_pooled_tokens_enter_the_global_embedding_and_vanish_with_them():
+    """pool_cond_tokens adds the caption to the global embedding; all-zero tokens (CFG's unconditional branch)
+    give exactly the model without it."""
+    torch.manual_seed(3)
+    pooled = _small_dit(global_cond_type="adaLN", pool_cond_tokens=True)
+    plain = _small_dit(global_cond_type="adaLN")
+    plain.load_state_dict({k: v for k, v in pooled.state_dict().items() if not k.startswith("to_pooled_embed")})
+    x, t, c, g = _inputs()
+    zeros = torch.zeros_like(c)
+    torch.testing.assert_close(pooled(x, t, zeros, g), plain(x, t, zeros, g))
+    assert not torch.allclose(pooled(x, t, c, g), plain(x, t, c, g), atol=1e-4)
+
+
+def test_unknown_global_cond_type_is_refused():
+    with pytest.raises(ValueError, match="global_cond_type must be one of"):
+        _small_dit(global_cond_type="film")
 
 
 def test_patch_pretransform_round_trips_exactly():

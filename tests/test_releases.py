@@ -233,6 +233,16 @@ def test_unsupported_config_is_named(tmp_path):
         load_stable_audio(str(tmp_path), t5_loader=_t5_loader(64))
 
 
+def test_an_adaln_config_loads_its_modulation_weights(tmp_path):
+    cfg = sao_small_config()
+    cfg["model"]["diffusion"]["config"]["global_cond_type"] = "adaLN"  # stable-audio-tools' other global mode
+    state = write_sat_checkpoint(tmp_path, cfg)
+    model = load_stable_audio(str(tmp_path), t5_loader=_t5_loader(64))
+    assert model.dit.global_cond_type == "adaLN"
+    gate = state["model.model.transformer.layers.1.to_scale_shift_gate.1.weight"]
+    assert torch.equal(model.dit.layers[1].to_scale_shift_gate[1].weight, gate)
+
+
 def test_missing_local_files_explain_where_to_put_them(tmp_path):
     with pytest.raises(MissingWeightsError, match="must hold model_config.json"):
         load_stable_audio(str(tmp_path))

@@ -100,10 +100,12 @@ class Discriminator(nn.Module):
         self.exit_layer = exit_layer
 
     def patch_mask(self, frame_mask: torch.Tensor, num_patches: int) -> torch.Tensor:
-        """(B, T) mask of real latent frames -> (B, 1, T') mask of the score patches: the tokens (the global token,
-        always real, then the frames) resampled to the patches by nearest neighbour, as stable-audio-tools
+        """(B, T) mask of real latent frames -> (B, 1, T') mask of the score patches: the tokens (a prepended global
+        token, always real, then the frames) resampled to the patches by nearest neighbour, as stable-audio-tools
         resamples padding masks."""
-        tokens = torch.cat([frame_mask.new_ones(frame_mask.shape[0], 1), frame_mask], dim=1)  # (B, T + 1)
+        tokens = frame_mask
+        if self.trunk.global_cond_type.startswith("prepend"):
+            tokens = torch.cat([frame_mask.new_ones(frame_mask.shape[0], 1), frame_mask], dim=1)  # (B, T + 1)
         return F.interpolate(tokens[:, None].float(), size=num_patches, mode="nearest") > 0.5
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:

@@ -1,9 +1,10 @@
 """The Stable Audio diffusion transformer (DiT).
 
-Latents ``x`` (B, io_channels, T) become T tokens; the timestep embedding plus the projected global
-conditioning is prepended as one extra token (sequence T + 1); every block cross-attends to the projected
-conditioning tokens. Output is a velocity of the same shape as ``x``. Matches stable-audio-tools'
-``DiffusionTransformer`` with ``global_cond_type="prepend"`` and ``transformer_type="continuous_transformer"``.
+Latents ``x`` (B, io_channels, T) become T tokens; every block cross-attends to the projected conditioning
+tokens. The global embedding, the timestep embedding plus the projected global conditioning, is prepended as one
+extra token (``global_cond_type="prepend"``, sequence T + 1, Stable Audio Open) or modulates every block
+(``"adaLN"``, sequence T). Output is a velocity of the same shape as ``x``. Matches stable-audio-tools'
+``DiffusionTransformer`` with ``transformer_type="continuous_transformer"``; ``pool_cond_tokens`` is arc's own.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import torch
 from torch import nn
 
 from arc.models.transformer import TransformerBlock, rotary_frequencies
+
+GLOBAL_COND_TYPES = ("prepend", "adaLN", "prepend_adaLN")
 
 
 class FourierFeatures(nn.Module):
@@ -50,6 +53,11 @@ class DiffusionTransformer(nn.Module):
             timestep embedding); kept as an argument because it is part of the official config.
         qk_norm: LayerNorm on queries and keys per head (SAO Small).
         timestep_features_dim: Fourier features of the timestep.
+        global_cond_type: ``prepend`` (the global embedding is token 0: SAO 1.0 and Small), ``adaLN`` (it scales,
+            shifts and gates every block's self-attention and feed-forward) or ``prepend_adaLN`` (both; arc's own:
+            under rotary embeddings the prepended token is the one landmark of absolute time in the sequence).
+        pool_cond_tokens: add a projection of the mean projected conditioning token to the global embedding, so
+            the caption is a global condition too (zero when the tokens are, as in CFG's unconditional branch).
     """
 
     def __init__(
@@ -64,17 +72,22 @@ class DiffusionTransformer(nn.Module):
         project_global_cond: bool = True,
         qk_norm: bool = True,
         timestep_features_dim: int = 256,
+        global_cond_type: str = "prepend",
+        pool_cond_tokens: bool = False,
     ):
         super().__init__()
         if embed_dim % num_heads:
             raise ValueError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
         if not project_global_cond:
             raise ValueError("project_global_cond=False is not supported: the global token must have width embed_dim")
+        if global_cond_type not in GLOBAL_COND_TYPES:
+            raise ValueError(f"global_cond_type must be one of {GLOBAL_COND_TYPES}, got {global_cond_type!r}")
         if cond_token_dim <= 0:
             raise ValueError(f"cond_token_dim must be positive (text conditioning), got {cond_token_dim}")
         self.io_channels = io_channels
         self.embed_dim = embed_dim
         self.depth = depth
+        self.global_cond_type = global_cond_type
         self.head_dim = embed_dim // num_heads
         # Stable Audio rotates max(head_dim // 2, 32) channels of each head.
         self.rotary_dim = max(self.head_dim // 2, 32)
@@ -84,11 +97,13 @@ class DiffusionTransformer(nn.Module):
         context_dim = embed_dim if project_cond_tokens else cond_token_dim
         self.to_cond_embed = _projection(cond_token_dim, context_dim, bias=False)
         self.to_global_embed = _projection(global_cond_dim, embed_dim, bias=False) if global_cond_dim > 0 else None
+        self.to_pooled_embed = nn.Linear(context_dim, embed_dim, bias=False) if pool_cond_tokens else None
 
         self.preprocess_conv = nn.Conv1d(io_channels, io_channels, 1, bias=False)
         self.project_in = nn.Linear(io_channels, embed_dim, bias=False)
+        block_global_dim = embed_dim if global_cond_type.endswith("adaLN") else 0
         self.layers = nn.ModuleList(
-            TransformerBlock(embed_dim, self.head_dim, context_dim=context_dim, qk_norm=qk_norm) for _ in range(depth)
+            TransformerBlock(embed_dim, self.head_dim, context_dim, qk_norm, block_global_dim) for _ in range(depth)
         )
         self.project_out = nn.Linear(embed_dim, io_channels, bias=False)
         self.postprocess_conv = nn.Conv1d(io_channels, io_channels, 1, bias=False)
@@ -123,8 +138,8 @@ class DiffusionTransformer(nn.Module):
         global_cond: torch.Tensor | None = None,
         exit_layer: int | None = None,
     ) -> torch.Tensor:
-        """Velocity ``(B, io_channels, T)``; with ``exit_layer=i``, the hidden states ``(B, T + 1, embed_dim)``
-        after block ``i`` (0-based; the prepended global token is included, at position 0).
+        """Velocity ``(B, io_channels, T)``; with ``exit_layer=i``, the hidden states after block ``i`` (0-based):
+        ``(B, T + 1, embed_dim)`` with the prepended global token at position 0, ``(B, T, embed_dim)`` without it.
 
         ``cross_attn_cond`` is (B, S, cond_token_dim), ``global_cond`` (B, global_cond_dim), ``t`` (B,).
         No cross-attention mask is applied: padded tokens arrive as zero vectors, as in Stable Audio.
@@ -140,18 +155,23 @@ class DiffusionTransformer(nn.Module):
             raise ValueError(f"expected {self.io_channels} latent channels, got input of shape {tuple(x.shape)}")
 
         context = self.to_cond_embed(cross_attn_cond)  # (B, S, context_dim)
-        global_token = self.to_timestep_embed(self.timestep_features(t).to(x.dtype))  # (B, embed_dim)
+        global_embed = self.to_timestep_embed(self.timestep_features(t).to(x.dtype))  # (B, embed_dim)
         if global_cond is not None:
-            global_token = global_token + self.to_global_embed(global_cond)
+            global_embed = global_embed + self.to_global_embed(global_cond)
+        if self.to_pooled_embed is not None:
+            global_embed = global_embed + self.to_pooled_embed(context.mean(dim=1))
 
         x = self.preprocess_conv(x) + x
         h = self.project_in(x.transpose(1, 2))  # (B, T, embed_dim)
-        h = torch.cat([global_token[:, None], h], dim=1)  # (B, T + 1, embed_dim)
-        rotary = rotary_frequencies(T + 1, self.rotary_dim, device=x.device)
+        prepend = self.global_cond_type.startswith("prepend")
+        if prepend:
+            h = torch.cat([global_embed[:, None], h], dim=1)  # (B, T + 1, embed_dim)
+        rotary = rotary_frequencies(h.shape[1], self.rotary_dim, device=x.device)
+        block_global = global_embed if self.global_cond_type.endswith("adaLN") else None
         for i, block in enumerate(self.layers):
-            h = block(h, context, rotary)
+            h = block(h, context, rotary, block_global)
             if i == exit_layer:
                 return h
 
-        out = self.project_out(h[:, 1:]).transpose(1, 2)  # (B, io_channels, T)
+        out = self.project_out(h[:, 1:] if prepend else h).transpose(1, 2)  # (B, io_channels, T)
         return self.postprocess_conv(out) + out

@@ -115,9 +115,14 @@ class SwiGLU(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    """``x + SelfAttn(LN x)``, then ``+ CrossAttn(LN x, context)``, then ``+ FF(LN x)``."""
+    """``x + SelfAttn(LN x)``, then ``+ CrossAttn(LN x, context)``, then ``+ FF(LN x)``.
 
-    def __init__(self, dim: int, head_dim: int, context_dim: int, qk_norm: bool):
+    With ``global_dim > 0`` (stable-audio-tools' adaLN blocks) a global vector ``g`` (B, global_dim) modulates the
+    self-attention and feed-forward branches: ``x + sigmoid(1 - gate) * F(LN(x) * (1 + scale) + shift)``, where
+    ``scale, shift, gate`` come from ``Linear(SiLU g)``, zero at initialisation.
+    """
+
+    def __init__(self, dim: int, head_dim: int, context_dim: int, qk_norm: bool, global_dim: int = 0):
         super().__init__()
         self.pre_norm = LayerNorm(dim)
         self.self_attn = Attention(dim, head_dim, qk_norm=qk_norm)
@@ -125,8 +130,25 @@ class TransformerBlock(nn.Module):
         self.cross_attn = Attention(dim, head_dim, context_dim=context_dim, qk_norm=qk_norm)
         self.ff_norm = LayerNorm(dim)
         self.ff = SwiGLU(dim)
+        self.to_scale_shift_gate = None
+        if global_dim > 0:
+            self.to_scale_shift_gate = nn.Sequential(nn.SiLU(), nn.Linear(global_dim, 6 * dim, bias=False))
+            nn.init.zeros_(self.to_scale_shift_gate[1].weight)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor, rotary: torch.Tensor) -> torch.Tensor:
-        x = x + self.self_attn(self.pre_norm(x), rotary=rotary)
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor, rotary: torch.Tensor, global_cond: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if (global_cond is None) != (self.to_scale_shift_gate is None):
+            raise ValueError("global_cond must be given exactly when the block was built with global_dim > 0")
+        if global_cond is None:
+            x = x + self.self_attn(self.pre_norm(x), rotary=rotary)
+            x = x + self.cross_attn(self.cross_attend_norm(x), context=context)
+            return x + self.ff(self.ff_norm(x))
+        scale_self, shift_self, gate_self, scale_ff, shift_ff, gate_ff = self.to_scale_shift_gate(global_cond)[
+            :, None
+        ].chunk(6, dim=-1)  # each (B, 1, dim)
+        h = self.self_attn(self.pre_norm(x) * (1 + scale_self) + shift_self, rotary=rotary)
+        x = x + h * torch.sigmoid(1 - gate_self)
         x = x + self.cross_attn(self.cross_attend_norm(x), context=context)
-        return x + self.ff(self.ff_norm(x))
+        h = self.ff(self.ff_norm(x) * (1 + scale_ff) + shift_ff)
+        return x + h * torch.sigmoid(1 - gate_ff)
