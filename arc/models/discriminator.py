@@ -104,7 +104,7 @@ class Discriminator(nn.Module):
         token, always real, then the frames) resampled to the patches by nearest neighbour, as stable-audio-tools
         resamples padding masks."""
         tokens = frame_mask
-        if self.trunk.global_cond_type.startswith("prepend"):
+        if self.trunk.prepends_global_token:
             tokens = torch.cat([frame_mask.new_ones(frame_mask.shape[0], 1), frame_mask], dim=1)  # (B, T + 1)
         return F.interpolate(tokens[:, None].float(), size=num_patches, mode="nearest") > 0.5
 

@@ -3,8 +3,9 @@
 Latents ``x`` (B, io_channels, T) become T tokens; every block cross-attends to the projected conditioning
 tokens. The global embedding, the timestep embedding plus the projected global conditioning, is prepended as one
 extra token (``global_cond_type="prepend"``, sequence T + 1, Stable Audio Open) or modulates every block
-(``"adaLN"``, sequence T). Output is a velocity of the same shape as ``x``. Matches stable-audio-tools'
-``DiffusionTransformer`` with ``transformer_type="continuous_transformer"``; ``pool_cond_tokens`` is arc's own.
+(``"adaLN"``, sequence T), or both (``"prepend_adaLN"``). Output is a velocity of the same shape as ``x``.
+Matches stable-audio-tools' ``DiffusionTransformer`` with ``transformer_type="continuous_transformer"``;
+``prepend_adaLN`` and ``pool_cond_tokens`` are arc's own.
 """
 
 from __future__ import annotations
@@ -119,6 +120,11 @@ class DiffusionTransformer(nn.Module):
             nn.init.zeros_(block.ff.proj_out.weight)
             nn.init.zeros_(block.ff.proj_out.bias)
 
+    @property
+    def prepends_global_token(self) -> bool:
+        """Whether the global embedding is token 0 of the sequence (``prepend``, ``prepend_adaLN``)."""
+        return self.global_cond_type.startswith("prepend")
+
     def trunk(self, exit_layer: int) -> DiffusionTransformer:
         """A copy of this DiT's input layers and blocks ``0..exit_layer``, without the later blocks and the output
         layers: what the ARC discriminator runs (``forward(..., exit_layer=exit_layer)`` gives its hidden states)."""
@@ -163,11 +169,11 @@ class DiffusionTransformer(nn.Module):
 
         x = self.preprocess_conv(x) + x
         h = self.project_in(x.transpose(1, 2))  # (B, T, embed_dim)
-        prepend = self.global_cond_type.startswith("prepend")
+        prepend = self.prepends_global_token
         if prepend:
             h = torch.cat([global_embed[:, None], h], dim=1)  # (B, T + 1, embed_dim)
         rotary = rotary_frequencies(h.shape[1], self.rotary_dim, device=x.device)
-        block_global = global_embed if self.global_cond_type.endswith("adaLN") else None
+        block_global = global_embed if self.layers[0].to_scale_shift_gate is not None else None
         for i, block in enumerate(self.layers):
             h = block(h, context, rotary, block_global)
             if i == exit_layer:
