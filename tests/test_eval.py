@@ -3,6 +3,7 @@ file in the official layout; tiny random PaSST and CLAP; the real hub-cache toke
 independent recomputation, missing / corrupt / unlisted files counted, resume and the reference cache; the probes
 set generating from a real tones checkpoint; user errors through the console script."""
 
+import csv
 import json
 import os
 import pickle
@@ -18,8 +19,9 @@ import torch
 from arc.config import compose_config
 from arc.files import sha256_file
 from arc.metrics import embed
-from arc.metrics.evaluate import load_arrays, run
+from arc.metrics.evaluate import load_arrays, read_prompts, run
 from arc.metrics.openl3 import load_openl3
+from arc.metrics.probes import ATTRIBUTES
 from arc.metrics.statistics import (
     ccds,
     clap_score,
@@ -172,6 +174,9 @@ def test_arc_eval_audio_metrics_end_to_end(eval_dirs, capsys):
     assert (out / "clap_per_prompt.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((out / "results.json").read_text())["systems"]["gen"]["metrics"] == system["metrics"]
     assert (out / "results.csv").read_text().splitlines()[1].startswith("gen,")
+    items = list(csv.DictReader((out / "items.csv").open()))
+    assert [(i["id"], i["rendering"], i["caption"]) for i in items] == [("p0", "0", "a dog barks"),
+                                                                        ("p1", "0", "rain on a tin roof")]  # fmt: skip
     printed = capsys.readouterr().out
     assert "| gen |" in printed and "2 missing files" in printed and "1 unreadable" in printed
 
@@ -232,6 +237,18 @@ def test_arc_eval_probes_generate_from_a_checkpoint_and_resume(pretrained, tmp_p
     for name in ("probe_accuracy.png", "diversity_vs_adherence.png", "acc_mean_per_prompt.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| chance |" in (tmp_path / "results.md").read_text()
+    # per clip: its caption and each attribute right (1) or wrong (0), which the table's accuracies average
+    items = list(csv.DictReader((tmp_path / "items.csv").open()))
+    captions = {p.id: p.caption for p in read_prompts(2, 0)}
+    assert len(items) == 8 and all(i["caption"] == captions[i["id"]] for i in items)
+    for i in items:
+        hits = [float(i[f"acc_{name}"]) for name in ATTRIBUTES]
+        assert set(hits) <= {0.0, 1.0} and float(i["acc_mean"]) == pytest.approx(np.mean(hits))
+    for name, system in results["systems"].items():
+        rows = [i for i in items if i["system"] == name]
+        for attribute in ATTRIBUTES:
+            per_clip = np.mean([float(i[f"acc_{attribute}"]) for i in rows])
+            assert system["metrics"][f"acc_{attribute}"] == pytest.approx(per_clip)
 
     # killed after some files: the rerun makes only the missing one, the same audio as the first time (seeded; in
     # a batch of 1 instead of 4, so float rounding may move a sample by one 16-bit step)

@@ -82,8 +82,9 @@ def write_results(results: dict, out: Path) -> list[Path]:
         for name, values in results["per_item"].items()
         for i in range(len(values["id"]))
     ]
-    extra = sorted({k for values in results["per_item"].values() for k in values} - {"id", "rendering"})
-    item_fields = ["system", "id", "rendering", *extra]
+    keys = ["id", "rendering", "caption"]
+    extra = sorted({k for values in results["per_item"].values() for k in values} - set(keys))
+    item_fields = ["system", *keys, *extra]
     written = [
         _write_text(out / "results.json", json.dumps(results, indent=1) + "\n"),
         _write_text(

@@ -67,8 +67,12 @@ def _first_renderings(clips: Sequence[Clip]) -> list[Clip]:
 
 
 def _items(clips: Sequence[Clip]) -> dict[str, np.ndarray]:
-    """The per-item keys that say which clip a per-item value belongs to."""
-    return {"id": np.array([c.id for c in clips]), "rendering": np.array([c.rendering for c in clips])}
+    """The per-item keys that say which clip a per-item value belongs to, and the caption it renders."""
+    return {
+        "id": np.array([c.id for c in clips]),
+        "rendering": np.array([c.rendering for c in clips]),
+        "caption": np.array([c.caption for c in clips]),
+    }
 
 
 def _by_prompt(clips: Sequence[Clip], key: str) -> list[np.ndarray]:
@@ -152,7 +156,7 @@ class AudioMetrics(nn.Module):
 
     def score(self, clips: Sequence[Clip], reference: Arrays) -> tuple[dict[str, float], dict[str, np.ndarray]]:
         """``(metrics, per_item)``: the set's numbers for one system, and per first rendering the values behind
-        them that are per clip (``id``, ``rendering`` and ``clap``: the cosine with its caption)."""
+        them that are per clip (``id``, ``rendering``, ``caption`` and ``clap``: the cosine with that caption)."""
         first = _first_renderings(clips)
         metrics: dict[str, float] = {}
         per_item: dict[str, np.ndarray] = {}
@@ -217,7 +221,8 @@ class ProbeMetrics(nn.Module):
 
     def score(self, clips: Sequence[Clip], reference: Arrays) -> tuple[dict[str, float], dict[str, np.ndarray]]:
         """Accuracy and FD over every rendering (as the training probes and the earlier ``arc-probe`` tables
-        computed them); per item: ``acc_mean``, the share of its four attributes that are right."""
+        computed them); per item: whether each attribute is right (``acc_waveform``, ... as 1 or 0) and
+        ``acc_mean``, the share of its four attributes that are right."""
         measured = [ToneAttributes(*c.features["attributes"].tolist()) for c in clips]
         hits = probes.attribute_hits(measured, [c.caption for c in clips])  # (clips, 4)
         metrics = {f"acc_{name}": value for name, value in probes.accuracy_from_hits(hits).items()}
@@ -229,4 +234,5 @@ class ProbeMetrics(nn.Module):
             metrics["diversity"] = ccds(groups)
         clipped = np.array([bool(c.features["clipped"]) for c in clips])
         metrics["clip_rate"] = float(clipped.mean())
-        return metrics, _items(clips) | {"acc_mean": hits.mean(axis=1), "clipped": clipped}
+        per_attribute = {f"acc_{name}": hits[:, i].astype(np.float64) for i, name in enumerate(probes.ATTRIBUTES)}
+        return metrics, _items(clips) | per_attribute | {"acc_mean": hits.mean(axis=1), "clipped": clipped}

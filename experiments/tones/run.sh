@@ -6,7 +6,7 @@
 #   3. one arc-eval run (probe metric set) per replicate r = 0, 1, 2: every system on the same prompts and sampling
 #      seeds (arc-eval seed=r, 24 captions x 4 renderings); the ARC systems from training seed r;
 #   4. arc-replicates: mean and 95 % interval over the replicates per system, table and plots; claims.py: the
-#      paper's claims checked against those intervals.
+#      paper's claims checked against those intervals; by_caption.py: accuracy on periodic and on noise captions.
 # usage: bash experiments/tones/run.sh [OUT]   (default outputs/tones_study). Rerunning into OUT resumes: finished
 # trainings (OUT/train/<run>/.done) and generated clips are kept, an unfinished training starts over.
 set -euo pipefail
@@ -44,7 +44,7 @@ for seed in "${SEEDS[@]}"; do
   done
 done
 
-results=()
+results=() items=()
 for r in "${SEEDS[@]}"; do
   ckpt() { echo "$OUT/train/$1-s$r/checkpoints/last.ckpt"; }
   start=$SECONDS
@@ -60,9 +60,10 @@ for r in "${SEEDS[@]}"; do
     $(system arc-no-contrastive-pingpong8 "$(ckpt arc_no_contrastive)" pingpong 8 1) \
     $(system arc-lsgan-pingpong8 "$(ckpt arc_lsgan)" pingpong 8 1)
   log "eval rep$r: $((SECONDS - start)) s"
-  results+=("$OUT/eval/rep$r/results.json")
+  results+=("$OUT/eval/rep$r/results.json") items+=("$OUT/eval/rep$r/items.csv")
 done
 
 "$BIN/arc-replicates" "${results[@]}" --out "$OUT/summary"
 "$BIN/python" experiments/tones/claims.py "$OUT/summary/summary.json" | tee "$OUT/summary/claims.md"
+"$BIN/python" experiments/tones/by_caption.py "${items[@]}" | tee "$OUT/summary/by_caption.md"
 log "study done: $SECONDS s"
