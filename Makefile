@@ -49,7 +49,7 @@ demo: $(STAMP)
 		--out $(DEMO)/export/sample.wav
 
 # The tones study (experiments/tones/README.md): base model, ARC and two ablations over 3 training seeds, arc-eval
-# probes per replicate, intervals, plots and the paper's claims checked (67 minutes on a 2-core CPU, 2026-12-02).
+# probes per replicate, intervals, plots and the paper's claims checked (60 minutes on a 2-core CPU, 2026-12-07).
 STUDY ?= outputs/tones_study
 study: $(STAMP)
 	bash experiments/tones/run.sh $(STUDY)
