@@ -195,6 +195,16 @@ def test_an_export_killed_mid_write_leaves_nothing_that_passes_as_complete(tmp_p
         runner.generate(out, PROMPT, None, 0)
 
 
+@pytest.mark.slow
+def test_arc_export_logs_its_own_steps_not_each_lowered_op(tmp_path):
+    script = Path(sys.executable).parent / "arc-export"
+    args = ["preset=tones", f"out_dir={tmp_path / 'export'}", f"hydra.run.dir={tmp_path / 'run'}", "backends=[litert]"]
+    result = subprocess.run([str(script), *args], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "[arc.export.pipeline][INFO] - converting dit (litert, int8)" in result.stdout
+    assert "JAX lowering" not in result.stdout + result.stderr  # litert-torch's INFO line per op, on the root logger
+
+
 def test_arc_export_needs_exactly_one_source(tmp_path):
     script = Path(sys.executable).parent / "arc-export"
     result = subprocess.run([str(script), f"hydra.run.dir={tmp_path}"], capture_output=True, text=True, timeout=120)
