@@ -53,6 +53,8 @@ def test_accuracy_is_split_by_caption_kind_with_an_interval_over_runs(tmp_path):
     assert periodic["acc_pan"].mean == pytest.approx(0.5) and periodic["acc_mean"].mean == pytest.approx(0.875)
     printed = by_caption.markdown(table, 2)
     assert "| arc | noise | 0.5 ± 6.4 | 0.25 ± 3.2 | 0 ± 0 | 0 ± 0 | 0.188 ± 2.4 | 2 |" in printed
+    one_run = by_caption.markdown(by_caption.split([run0]), 1)
+    assert "| arc | noise | 1 | 0.5 | 0 | 0 | 0.375 | 2 |" in one_run and "nan" not in one_run
 
 
 def test_items_without_captions_or_files_are_one_line_errors(tmp_path):

@@ -58,14 +58,16 @@ def split(paths: list[Path]) -> dict[tuple[str, str], tuple[dict[str, Interval],
 
 
 def markdown(table: dict[tuple[str, str], tuple[dict[str, Interval], int]], runs: int) -> str:
+    header = f"Mean ± 95 % half width over {runs} runs; clips: per run, on average." if runs > 1 else "One run."
     lines = [
-        f"Mean ± 95 % half width over {runs} runs; clips: per run, on average.",
+        header,
         "",
         "| system | captions | " + " | ".join(COLUMNS) + " | clips |",
         "|" + "---|" * (len(COLUMNS) + 3),
     ]
     for (system, kind), (intervals, clips) in table.items():
-        lines.append(f"| {system} | {kind} | " + " | ".join(str(intervals[c]) for c in COLUMNS) + f" | {clips} |")
+        cells = [str(intervals[c]) if runs > 1 else f"{intervals[c].mean:.3g}" for c in COLUMNS]
+        lines.append(f"| {system} | {kind} | " + " | ".join(cells) + f" | {clips} |")
     return "\n".join(lines)
 
 
