@@ -44,7 +44,8 @@ class Interval:
         return abs(self.mean - other.mean) <= self.half_width + other.half_width
 
     def __str__(self) -> str:
-        return f"{self.mean:.3g} ± {self.half_width:.2g}"
+        """``mean ± half width``; the mean alone where one run gives no interval."""
+        return f"{self.mean:.3g}" if self.n < 2 else f"{self.mean:.3g} ± {self.half_width:.2g}"
 
 
 def read_replicates(paths: Sequence[Path]) -> tuple[str, dict[str, list[dict]]]:

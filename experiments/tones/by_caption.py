@@ -66,8 +66,7 @@ def markdown(table: dict[tuple[str, str], tuple[dict[str, Interval], int]], runs
         "|" + "---|" * (len(COLUMNS) + 3),
     ]
     for (system, kind), (intervals, clips) in table.items():
-        cells = [str(intervals[c]) if runs > 1 else f"{intervals[c].mean:.3g}" for c in COLUMNS]
-        lines.append(f"| {system} | {kind} | " + " | ".join(cells) + f" | {clips} |")
+        lines.append(f"| {system} | {kind} | " + " | ".join(str(intervals[c]) for c in COLUMNS) + f" | {clips} |")
     return "\n".join(lines)
 
 
